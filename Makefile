@@ -1,0 +1,51 @@
+# e-SSC developer commands. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROJECTS := shared services/gateway services/identity services/issuance services/settlement tools/devkit
+PYPROJECTS := $(addsuffix /pyproject.toml,$(PROJECTS))
+# Tests use this PostgreSQL when it is reachable (money paths and concurrency run only there).
+ESSC_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
+export ESSC_TEST_POSTGRES_URL
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test check lint typecheck format bench clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): $(PYPROJECTS) requirements-dev.txt constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt --config-settings editable_mode=compat $(addprefix -e ,$(PROJECTS)) -r requirements-dev.txt
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install every package (editable) and the dev tools
+
+run: $(STAMP) ## migrate, seed demo data and run the four services on 127.0.0.1:8000-8003 (Ctrl-C stops)
+	$(PY) -m devkit.run
+
+test: $(STAMP) ## run the whole test suite (PostgreSQL tests need $$ESSC_TEST_POSTGRES_URL reachable)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: $(STAMP) ## mypy --strict over every package
+	$(VENV)/bin/mypy
+
+check: lint typecheck test ## lint, types and tests
+
+bench: $(STAMP) ## benchmarks: print a table and write bench-results/*.json (needs wrk; installs it with apt if missing)
+	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && (apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)))
+	$(PY) -m devkit.bench $(BENCH_ARGS)
+
+clean: ## remove the virtualenv and local data (var/)
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache bench-results test-output

@@ -1,0 +1,1 @@
+"""The e-SSC gateway: the one public door of the cluster."""

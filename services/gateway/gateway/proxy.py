@@ -1,0 +1,181 @@
+"""The forwarding path: match the route, authorise, forward over a pooled aiohttp session.
+
+Plain ASGI, no FastAPI routing on this path: the gateway's job is to add as
+little as possible to each request. Requests that match no public route fall
+through to the gateway's own FastAPI app (health, metrics, docs, JWKS).
+
+Only an allow-list of headers crosses in each direction. Upstream deadline
+exceeded → 504 problem, connection failure → 502 problem; nothing is retried
+here (the caller's Idempotency-Key makes its own retry safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+
+from gateway.routes import Route, RouteTable
+from shared.asgi import ASGIApp, Receive, Scope, Send, send_problem
+from shared.problems import ProblemError
+from shared.requestctx import current_request_id
+
+logger = logging.getLogger("gateway.proxy")
+
+# Request headers a client may send upstream (Authorization only where the route says so).
+_REQUEST_HEADERS = frozenset({
+    b"content-type", b"accept", b"accept-language", b"idempotency-key", b"user-agent",
+    b"if-none-match",
+})
+# Response headers an upstream may send back.
+_RESPONSE_HEADERS = frozenset({
+    "content-type", "retry-after", "location", "cache-control", "www-authenticate",
+    "content-disposition", "etag", "link", "idempotency-replayed", "pragma",
+    "content-security-policy", "x-content-type-options", "referrer-policy",
+})
+_STREAM_THRESHOLD = 1_048_576
+
+
+class Authenticator(Protocol):
+    """Decides whether a request may use a route, and with which upstream credential."""
+
+    async def authorize(self, route: Route, scope: Scope) -> str | None:
+        """The ``Authorization`` value to send upstream (or None); raises ProblemError to refuse."""
+
+
+class DenyProtectedAuthenticator:
+    """Admits public routes only (until client authentication is configured)."""
+
+    async def authorize(self, route: Route, scope: Scope) -> str | None:
+        if route.public:
+            return None
+        from shared.problems import UnauthorizedError
+
+        raise UnauthorizedError("A bearer token is required.",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+
+@dataclass
+class Upstream:
+    """One backend service: its base URL and its own pooled session."""
+
+    name: str
+    base_url: str
+    session: aiohttp.ClientSession
+
+
+class Forwarder:
+    """The ASGI dispatcher in front of the gateway's own app."""
+
+    def __init__(self, fallback: ASGIApp, *, table: RouteTable,
+                 upstreams: Callable[[], dict[str, Upstream]],
+                 authenticator: Callable[[], Authenticator],
+                 timeout: aiohttp.ClientTimeout,
+                 on_upstream_error: Callable[[str, str], None] | None = None) -> None:
+        self.fallback = fallback
+        self.table = table
+        self.upstreams = upstreams
+        self.authenticator = authenticator
+        self.timeout = timeout
+        self.on_upstream_error = on_upstream_error or (lambda _u, _k: None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.fallback(scope, receive, send)
+            return
+        match = self.table.match(scope["method"], scope["path"])
+        route = match.route
+        if route is None:
+            if match.allowed_methods:
+                await send_problem(
+                    send, 405, instance=scope["path"], request_id=current_request_id() or "",
+                    detail=f"Method {scope['method']} is not allowed here.",
+                    extra_headers=[(b"allow", ", ".join(match.allowed_methods).encode())],
+                )
+                return
+            await self.fallback(scope, receive, send)
+            return
+        scope["essc.route"] = route.template
+        try:
+            upstream_auth = await self.authenticator().authorize(route, scope)
+            await self._forward(route, upstream_auth, scope, receive, send)
+        except ProblemError as exc:
+            headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+            await send_problem(send, exc.status, slug=exc.slug, detail=exc.detail,
+                               instance=scope["path"], request_id=current_request_id() or "",
+                               extra_headers=headers)
+
+    async def _forward(self, route: Route, upstream_auth: str | None, scope: Scope,
+                       receive: Receive, send: Send) -> None:
+        upstream = self.upstreams()[route.upstream]
+        body = await _read_body(receive)
+        headers: dict[str, str] = {}
+        for key, value in scope["headers"]:
+            if key in _REQUEST_HEADERS:
+                headers[key.decode("latin-1")] = value.decode("latin-1")
+            elif key == b"authorization" and route.forward_authorization:
+                headers["authorization"] = value.decode("latin-1")
+        if upstream_auth is not None:
+            headers["authorization"] = upstream_auth
+        request_id = current_request_id()
+        if request_id:
+            headers["x-request-id"] = request_id
+        client = scope.get("client")
+        if client:
+            headers["x-forwarded-for"] = client[0]
+        url = upstream.base_url + scope["raw_path"].decode("latin-1")
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        try:
+            async with upstream.session.request(
+                scope["method"], url, data=body or None, headers=headers,
+                timeout=self.timeout, allow_redirects=False,
+            ) as resp:
+                out = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                       for k, v in resp.headers.items() if k.lower() in _RESPONSE_HEADERS]
+                length = resp.content_length
+                if length is not None and length <= _STREAM_THRESHOLD:
+                    payload = await resp.read()
+                    out.append((b"content-length", str(len(payload)).encode()))
+                    await send({"type": "http.response.start", "status": resp.status,
+                                "headers": out})
+                    await send({"type": "http.response.body", "body": payload})
+                    return
+                await send({"type": "http.response.start", "status": resp.status,
+                            "headers": out})
+                async for chunk in resp.content.iter_chunked(65_536):
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+        except TimeoutError:
+            self.on_upstream_error(route.upstream, "timeout")
+            raise _problem(504, f"The {route.upstream} service did not answer in time.") from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
+            kind = "connect" if isinstance(exc, aiohttp.ClientConnectorError) else "connection"
+            self.on_upstream_error(route.upstream, kind)
+            raise _problem(502, f"The {route.upstream} service is unreachable.") from None
+        except asyncio.CancelledError:
+            raise
+
+
+def _problem(status: int, detail: str) -> ProblemError:
+    return ProblemError(detail, status=status)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise asyncio.CancelledError
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+AwaitableNone = Awaitable[None]

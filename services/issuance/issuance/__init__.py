@@ -1,0 +1,1 @@
+"""The e-SSC issuance service."""

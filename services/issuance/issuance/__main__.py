@@ -1,0 +1,5 @@
+"""`python -m issuance`: the service's command line."""
+
+from issuance.cli import main
+
+raise SystemExit(main())

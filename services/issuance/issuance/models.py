@@ -1,0 +1,3 @@
+"""ORM models of the issuance database."""
+
+from __future__ import annotations

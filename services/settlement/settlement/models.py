@@ -1,0 +1,3 @@
+"""ORM models of the settlement database."""
+
+from __future__ import annotations

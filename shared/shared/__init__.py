@@ -1,0 +1,1 @@
+"""e-SSC shared library: the code every service imports. It never imports a service."""

@@ -1,0 +1,36 @@
+"""The gateway's route table: exact inventory, templates, methods."""
+
+from __future__ import annotations
+
+from gateway.routes import ROUTES, RouteTable
+
+
+def test_match_templates_and_methods() -> None:
+    table = RouteTable()
+    m = table.match("GET", "/v1/ecards/abc123")
+    assert m.route is not None and m.route.template == "/v1/ecards/{ecard_id}"
+    assert m.route.upstream == "issuance"
+    account = table.match("GET", "/v1/ecards/abc/account").route
+    assert account is not None and account.upstream == "settlement"
+    assert table.match("GET", "/v1/ecards/a/b/c").route is None
+    wrong = table.match("PATCH", "/v1/ecards/abc123")
+    assert wrong.route is None
+    assert set(wrong.allowed_methods) == {"GET", "DELETE"}
+    assert table.match("GET", "/v1/nothing").route is None
+
+
+def test_every_route_is_reachable_by_its_own_template() -> None:
+    table = RouteTable()
+    for route in ROUTES:
+        path = route.template.replace("{", "x").replace("}", "")
+        found = table.match(route.method, path).route
+        assert found == route, route.template
+
+
+def test_admin_routes_need_ops_and_public_routes_are_few() -> None:
+    for route in ROUTES:
+        if route.template.startswith("/v1/admin/"):
+            assert {k.value for k in route.kinds} == {"ops"}
+            assert route.scopes == frozenset({"ops"})
+    public = {r.template for r in ROUTES if r.public}
+    assert all(p.startswith(("/oauth", "/.well-known", "/h5/")) for p in public)

@@ -1,0 +1,78 @@
+"""A request whose commit fails must never be answered as a success, and must leave nothing behind."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import APIRouter, Depends
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.app import build_service_app
+from shared.db import request_session
+from shared.settings import ServiceSettings
+from support.pg import async_url, create_databases, drop_databases, server_url
+
+pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
+
+Session = Annotated[AsyncSession, Depends(request_session, scope="function")]
+
+
+@pytest_asyncio.fixture
+async def database(run_id: str) -> AsyncIterator[str]:
+    name = f"essc_{run_id}_commit"
+    await create_databases([name])
+    conn = await asyncpg.connect(server_url() + "/" + name)
+    # The uniqueness is checked only at COMMIT, so the handler itself succeeds.
+    await conn.execute(
+        "CREATE TABLE item (k int, CONSTRAINT uq_item_k UNIQUE (k) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    await conn.close()
+    try:
+        yield name
+    finally:
+        await drop_databases([name])
+
+
+def _app(database_url: str, keys: Path) -> object:
+    router = APIRouter()
+
+    @router.post("/v1/items")
+    async def create(session: Session) -> dict[str, str]:
+        await session.execute(text("INSERT INTO item (k) VALUES (1), (1)"))
+        return {"status": "created"}
+
+    @router.post("/v1/fine")
+    async def fine(session: Session) -> dict[str, str]:
+        await session.execute(text("INSERT INTO item (k) VALUES (7)"))
+        return {"status": "created"}
+
+    settings = ServiceSettings(database_url=database_url, keys_dir=keys, environment="test")
+    return build_service_app(settings=settings, service="probe", title="probe",
+                             description="probe", key_purposes=(), routers=[router])
+
+
+async def test_failing_commit_is_an_error_and_writes_nothing(database: str, tmp_path: Path) -> None:
+    app = _app(async_url(database), tmp_path / "keys")
+    async with app.router.lifespan_context(app):  # type: ignore[attr-defined]
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            bad = await client.post("/v1/items")
+            good = await client.post("/v1/fine")
+    assert bad.status_code >= 500
+    assert bad.headers["content-type"] == "application/problem+json"
+    assert "created" not in bad.text
+    assert good.status_code == 200
+    conn = await asyncpg.connect(server_url() + "/" + database)
+    try:
+        rows = await conn.fetch("SELECT k FROM item ORDER BY k")
+    finally:
+        await conn.close()
+    assert [r["k"] for r in rows] == [7]
+

@@ -1,0 +1,1 @@
+"""Developer tooling for e-SSC: never imported by a service, never deployed."""

@@ -1,0 +1,215 @@
+"""Start the four parts as real uvicorn processes: for ``make run``, the end-to-end tests and benches.
+
+A :class:`Cluster` knows each part's port, database URL and key directory, and
+hands every process the environment that points it at its peers. Processes
+write their JSON logs to one file each, which the tests read.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+SERVICES = ("identity", "issuance", "settlement")
+PARTS = ("gateway", *SERVICES)
+DEFAULT_PORTS = {"gateway": 8000, "identity": 8001, "issuance": 8002, "settlement": 8003}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sqlite_urls(var_dir: Path) -> dict[str, str]:
+    """The embedded default: one SQLite file per service under ``var_dir``."""
+    return {svc: f"sqlite+aiosqlite:///{var_dir}/{svc}.db" for svc in SERVICES}
+
+
+def postgres_urls(base: str, prefix: str = "essc") -> dict[str, str]:
+    """One PostgreSQL database per service on the server of ``base`` (``postgresql://u@h:p/x``)."""
+    root = base.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    if root.startswith("postgres://"):
+        root = root.replace("postgres://", "postgresql+asyncpg://", 1)
+    return {svc: f"{root}/{prefix}_{svc}" for svc in SERVICES}
+
+
+def create_postgres_databases(urls: Mapping[str, str], *, drop_first: bool = False) -> None:
+    """Create each database of ``urls`` if missing (connecting to the server's ``postgres`` db)."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        for url in urls.values():
+            plain = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+            server, name = plain.rsplit("/", 1)
+            conn = await asyncpg.connect(server + "/postgres")
+            try:
+                if drop_first:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname=$1", name)
+                if not exists:
+                    await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+
+    asyncio.run(run())
+
+
+def drop_postgres_databases(urls: Mapping[str, str]) -> None:
+    """Drop each database of ``urls`` (test clean-up)."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        for url in urls.values():
+            plain = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+            server, name = plain.rsplit("/", 1)
+            conn = await asyncpg.connect(server + "/postgres")
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+    asyncio.run(run())
+
+
+@dataclass
+class Proc:
+    """One running uvicorn process of a part."""
+
+    part: str
+    port: int
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Cluster:
+    """The four parts' configuration, and the processes started from it."""
+
+    var_dir: Path
+    db_urls: dict[str, str]
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    extra_env: dict[str, str] = field(default_factory=dict)
+    environment: str = "development"
+    log_dir: Path | None = None
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    @classmethod
+    def on_free_ports(cls, var_dir: Path, db_urls: dict[str, str], **kwargs: object) -> Cluster:
+        """A cluster whose four ports are picked free (tests)."""
+        ports = {part: free_port() for part in PARTS}
+        return cls(var_dir=var_dir, db_urls=db_urls, ports=ports, **kwargs)  # type: ignore[arg-type]
+
+    def url(self, part: str) -> str:
+        return f"http://127.0.0.1:{self.ports[part]}"
+
+    def env_for(self, part: str) -> dict[str, str]:
+        """The environment of one part: its database, keys and where its peers are."""
+        prefix = part.upper() + "_"
+        env = dict(os.environ)
+        env.update({
+            prefix + "ENVIRONMENT": self.environment,
+            prefix + "KEYS_DIR": str(self.var_dir / "keys" / part),
+            prefix + "PUBLIC_ISSUER": self.url("gateway"),
+            prefix + "GATEWAY_URL": self.url("gateway"),
+            prefix + "IDENTITY_URL": self.url("identity"),
+            prefix + "ISSUANCE_URL": self.url("issuance"),
+            prefix + "SETTLEMENT_URL": self.url("settlement"),
+            "PYTHONUNBUFFERED": "1",
+        })
+        if part in self.db_urls:
+            env[prefix + "DATABASE_URL"] = self.db_urls[part]
+        env.update(self.extra_env)
+        return env
+
+    def run_cli(self, part: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``python -m <part> <args>`` with the part's environment."""
+        return subprocess.run([sys.executable, "-m", part, *args], env=self.env_for(part),
+                              check=check, text=True, capture_output=True)
+
+    def migrate(self) -> None:
+        """Apply every service's migrations."""
+        for svc in SERVICES:
+            self.run_cli(svc, "migrate")
+
+    def start(self, parts: Iterable[str] = PARTS, *, graceful_timeout: int = 10) -> None:
+        """Start the given parts (not waiting for readiness)."""
+        log_dir = self.log_dir or self.var_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        for part in parts:
+            log_path = log_dir / f"{part}.log"
+            log = log_path.open("ab")
+            cmd = [
+                sys.executable, "-m", "uvicorn", "--factory", f"{part}.main:app_from_env",
+                "--host", "127.0.0.1", "--port", str(self.ports[part]),
+                "--no-access-log", "--timeout-graceful-shutdown", str(graceful_timeout),
+                "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
+            ]
+            popen = subprocess.Popen(cmd, env=self.env_for(part), stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+            log.close()
+            self.procs[part] = Proc(part, self.ports[part], popen, log_path)
+
+    def wait_ready(self, parts: Iterable[str] = PARTS, timeout: float = 60.0,
+                   path: str = "/readyz") -> None:
+        """Block until each part answers 200 on ``path``; raise with its log tail otherwise."""
+        deadline = time.monotonic() + timeout
+        for part in parts:
+            while True:
+                proc = self.procs.get(part)
+                if proc is not None and proc.popen.poll() is not None:
+                    raise RuntimeError(f"{part} exited ({proc.popen.returncode}):\n{self.tail(part)}")
+                try:
+                    if httpx.get(self.url(part) + path, timeout=1.0).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{part} not ready after {timeout}s:\n{self.tail(part)}")
+                time.sleep(0.1)
+
+    def tail(self, part: str, lines: int = 40) -> str:
+        proc = self.procs.get(part)
+        if proc is None or not proc.log_path.exists():
+            return ""
+        return "\n".join(proc.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, parts: Iterable[str] | None = None, *, sig: int = signal.SIGTERM,
+             timeout: float = 15.0) -> dict[str, int | None]:
+        """Signal the given parts (all by default) and wait; returns exit codes."""
+        names = list(parts) if parts is not None else list(self.procs)
+        for name in names:
+            proc = self.procs.get(name)
+            if proc is not None and proc.popen.poll() is None:
+                proc.popen.send_signal(sig)
+        codes: dict[str, int | None] = {}
+        deadline = time.monotonic() + timeout
+        for name in names:
+            proc = self.procs.get(name)
+            if proc is None:
+                continue
+            try:
+                codes[name] = proc.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                codes[name] = proc.popen.wait()
+            self.procs.pop(name, None)
+        return codes

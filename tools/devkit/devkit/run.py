@@ -1,0 +1,113 @@
+"""``make run``: migrate, seed the demo data and run the four parts until Ctrl-C.
+
+The embedded default keeps one SQLite file per service under ``var/``. Set
+``ESSC_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/postgres`` to run every
+service on its own PostgreSQL database (``essc_identity``, ...), or any
+``<SERVICE>_DATABASE_URL`` to point one service elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from devkit.cluster import PARTS, SERVICES, Cluster, create_postgres_databases, postgres_urls, sqlite_urls
+
+
+def database_urls(var_dir: Path) -> dict[str, str]:
+    """Per-service URLs: explicit ``<SERVICE>_DATABASE_URL``, else PostgreSQL if asked, else SQLite."""
+    pg = os.environ.get("ESSC_POSTGRES_URL")
+    urls = postgres_urls(pg) if pg else sqlite_urls(var_dir)
+    if pg:
+        create_postgres_databases(urls)
+    for svc in SERVICES:
+        explicit = os.environ.get(f"{svc.upper()}_DATABASE_URL")
+        if explicit:
+            urls[svc] = explicit
+    return urls
+
+
+def seed(cluster: Cluster) -> None:
+    """Run each service's ``seed-demo`` command, where the service has one (idempotent)."""
+    for svc in SERVICES:
+        result = cluster.run_cli(svc, "--help", check=False)
+        if "seed-demo" in result.stdout:
+            out = cluster.run_cli(svc, "seed-demo", check=False)
+            if out.returncode != 0:
+                print(f"{svc}: seeding failed:\n{out.stdout}{out.stderr}", file=sys.stderr)
+                raise SystemExit(1)
+            if out.stdout.strip():
+                print(out.stdout.strip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m devkit.run``."""
+    parser = argparse.ArgumentParser(prog="python -m devkit.run", description=__doc__)
+    parser.add_argument("--var", default="var", help="data directory (default: var)")
+    args = parser.parse_args(argv)
+    var_dir = Path(args.var).resolve()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    cluster = Cluster(var_dir=var_dir, db_urls=database_urls(var_dir))
+    print("e-SSC: applying migrations ...", flush=True)
+    cluster.migrate()
+    seed(cluster)
+    print("e-SSC: starting gateway, identity, issuance, settlement ...", flush=True)
+    cluster.start()
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        cluster.wait_ready(timeout=90)
+    except RuntimeError as exc:
+        print(f"e-SSC: failed to start: {exc}", file=sys.stderr)
+        cluster.stop()
+        return 1
+    post_start = _post_start_hook()
+    if post_start is not None:
+        post_start(cluster)
+    gw = cluster.url("gateway")
+    print(
+        f"""
+e-SSC is running (logs in {var_dir}/logs, data in {var_dir}).
+  Public API (gateway) : {gw}
+  API docs             : {gw}/docs   (OpenAPI: {gw}/openapi.json)
+  Services             : identity {cluster.url('identity')}/docs, issuance {cluster.url('issuance')}/docs, settlement {cluster.url('settlement')}/docs
+  Demo clients         : {var_dir}/demo-clients.json
+Press Ctrl-C to stop.""",
+        flush=True,
+    )
+    try:
+        while not stopping:
+            for part in PARTS:
+                proc = cluster.procs.get(part)
+                if proc is not None and proc.popen.poll() is not None:
+                    print(f"e-SSC: {part} exited unexpectedly:\n{cluster.tail(part)}",
+                          file=sys.stderr)
+                    stopping = True
+            time.sleep(0.3)
+    finally:
+        print("\ne-SSC: stopping ...", flush=True)
+        codes = cluster.stop()
+        print("e-SSC: stopped (" + ", ".join(f"{k}={v}" for k, v in codes.items()) + ")")
+    return 0
+
+
+def _post_start_hook() -> object:
+    try:
+        from devkit import demo
+    except ImportError:
+        return None
+    return getattr(demo, "seed_after_start", None)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
