@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from support.pg import PG_URL, pg_reachable
 
 REQUIRE_PG = os.environ.get("ESSC_REQUIRE_POSTGRES") == "1"
@@ -58,8 +56,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _pg_outcomes["failed"] += 1
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
-                            config: pytest.Config) -> None:
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
     ran = _pg_outcomes["passed"] + _pg_outcomes["failed"]
     terminalreporter.section("PostgreSQL")
     terminalreporter.write_line(
@@ -73,8 +72,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
         )
     marker = os.environ.get("ESSC_PG_REPORT")
     if marker:
-        Path(marker).write_text(f"{_pg_outcomes['passed']} {_pg_outcomes['failed']} "
-                                f"{_pg_outcomes['skipped']}\n")
+        Path(marker).write_text(
+            f"{_pg_outcomes['passed']} {_pg_outcomes['failed']} {_pg_outcomes['skipped']}\n"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -91,6 +91,3 @@ def output_dir() -> Path:
     return path
 
 
-@pytest.fixture
-def anyio_backend() -> Iterator[str]:
-    yield "asyncio"

@@ -1,4 +1,4 @@
-"""What every backend service is made of: the app class, its runtime parts, health and metrics routes.
+"""What every backend service is made of: the app class, runtime parts, health and metrics.
 
 A service's ``create_app(settings)`` calls :func:`build_service_app` with its
 routers and hooks. The lifespan builds the database engine, loads (or, outside
@@ -28,8 +28,8 @@ from starlette.types import ASGIApp
 from shared.asgi import RequestContextMiddleware
 from shared.auth import (
     GATEWAY_ISSUER,
-    PrincipalDep,
     InternalTokenVerifier,
+    PrincipalDep,
     RingKeySource,
     ServiceTokenMinter,
     service_urn,
@@ -92,8 +92,8 @@ class ServiceApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
         settings: ServiceSettings = self.state.settings
-        return RequestContextMiddleware(  # type: ignore[return-value]
-            inner,  # type: ignore[arg-type]
+        return RequestContextMiddleware(
+            inner,
             metrics=self.state.metrics,
             max_body_bytes=settings.max_body_bytes,
             log_requests=settings.log_requests,
@@ -118,15 +118,17 @@ def health_router() -> APIRouter:
         if runtime is None:
             return problem_response(503, detail="Starting up.", instance="/readyz")
         checks: dict[str, bool] = {"not_draining": not runtime.draining}
-        results = await asyncio.gather(*(c() for c in runtime.readiness.values()),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(c() for c in runtime.readiness.values()), return_exceptions=True
+        )
         for name, result in zip(runtime.readiness, results, strict=True):
             checks[name] = result is True
         if all(checks.values()):
             return JSONResponse({"status": "ready", "checks": checks})
         failing = ", ".join(k for k, v in checks.items() if not v)
-        return problem_response(503, detail=f"Not ready: {failing}.", instance="/readyz",
-                                extra={"checks": checks})
+        return problem_response(
+            503, detail=f"Not ready: {failing}.", instance="/readyz", extra={"checks": checks}
+        )
 
     @router.get("/metrics")
     async def metrics(request: Request) -> Response:
@@ -164,8 +166,12 @@ def internal_router() -> APIRouter:
 
     @router.get("/internal/whoami")
     async def whoami(principal: PrincipalDep) -> dict[str, Any]:
-        return {"client_id": principal.client_id, "kind": principal.kind.value,
-                "scope": principal.scope, "iss": principal.iss}
+        return {
+            "client_id": principal.client_id,
+            "kind": principal.kind.value,
+            "scope": principal.scope,
+            "iss": principal.iss,
+        }
 
     return router
 
@@ -243,12 +249,14 @@ def build_service_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(make_engine(
-            settings.database_url,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-            statement_timeout_ms=settings.db_statement_timeout_ms,
-        ))
+        db = Database(
+            make_engine(
+                settings.database_url,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+                statement_timeout_ms=settings.db_statement_timeout_ms,
+            )
+        )
         keystore = KeyStore(settings.keys_dir)
         if settings.is_production:
             ring = await asyncio.to_thread(keystore.load)
@@ -258,14 +266,16 @@ def build_service_app(
         jwks_http = httpx.AsyncClient(timeout=2.0, follow_redirects=False)
         jwks: dict[str, JwksCache] = {
             GATEWAY_ISSUER: JwksCache(
-                settings.gateway_url + "/internal/jwks.json", client=jwks_http,
+                settings.gateway_url + "/internal/jwks.json",
+                client=jwks_http,
                 ttl=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_seconds,
             )
         }
         for peer in peers:
             jwks[service_urn(peer)] = JwksCache(
-                _peer_url(settings, peer) + "/internal/jwks.json", client=jwks_http,
+                _peer_url(settings, peer) + "/internal/jwks.json",
+                client=jwks_http,
                 ttl=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_seconds,
             )
@@ -275,15 +285,26 @@ def build_service_app(
         verifier = InternalTokenVerifier(audience=service_urn(service), issuers=issuers)
         minter = ServiceTokenMinter(service=service, ring_getter=lambda: runtime_box[0].ring)
         runtime = Runtime(
-            service=service, settings=settings, metrics=metrics, db=db, keystore=keystore,
-            ring=ring, http=session, jwks_http=jwks_http, jwks=jwks, verifier=verifier,
+            service=service,
+            settings=settings,
+            metrics=metrics,
+            db=db,
+            keystore=keystore,
+            ring=ring,
+            http=session,
+            jwks_http=jwks_http,
+            jwks=jwks,
+            verifier=verifier,
             minter=minter,
         )
         runtime_box.append(runtime)
         for peer in peers:
             runtime.clients[peer] = ServiceClient(
-                base_url=_peer_url(settings, peer), target=peer, session=session,
-                token_for=minter.token_for, timeout=settings.upstream_timeout_seconds,
+                base_url=_peer_url(settings, peer),
+                target=peer,
+                session=session,
+                token_for=minter.token_for,
+                timeout=settings.upstream_timeout_seconds,
             )
         runtime.readiness["database"] = db.ping
 

@@ -38,9 +38,16 @@ def header_value(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def send_problem(send: Send, status: int, *, detail: str, instance: str,
-                       request_id: str, slug: str | None = None,
-                       extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def send_problem(
+    send: Send,
+    status: int,
+    *,
+    detail: str,
+    instance: str,
+    request_id: str,
+    slug: str | None = None,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     """Send a complete problem+json response from raw ASGI code."""
     body = problem_bytes(status, slug=slug, detail=detail, instance=instance)
     headers = [
@@ -62,8 +69,9 @@ class RequestContextMiddleware:
     on by outgoing calls.
     """
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int,
-                 log_requests: bool = True) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, log_requests: bool = True
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -87,7 +95,9 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 response_started[0] = True
                 status_holder[0] = message["status"]
-                headers = [h for h in message.get("headers", []) if h[0].lower() != _REQUEST_ID_HEADER]
+                headers = [
+                    h for h in message.get("headers", []) if h[0].lower() != _REQUEST_ID_HEADER
+                ]
                 headers.append((_REQUEST_ID_HEADER, rid_bytes))
                 message["headers"] = headers
             await send(message)
@@ -109,9 +119,15 @@ class RequestContextMiddleware:
                 status = 413 if length.isdigit() else 400
                 status_holder[0] = status
                 await send_problem(
-                    send, status, instance=path, request_id=request_id,
-                    detail=(f"Request body exceeds {self.max_body_bytes} bytes."
-                            if status == 413 else "Invalid Content-Length header."),
+                    send,
+                    status,
+                    instance=path,
+                    request_id=request_id,
+                    detail=(
+                        f"Request body exceeds {self.max_body_bytes} bytes."
+                        if status == 413
+                        else "Invalid Content-Length header."
+                    ),
                 )
                 return
             try:
@@ -120,7 +136,10 @@ class RequestContextMiddleware:
                 status_holder[0] = 413
                 if not response_started[0]:
                     await send_problem(
-                        send, 413, instance=path, request_id=request_id,
+                        send,
+                        413,
+                        instance=path,
+                        request_id=request_id,
                         detail=f"Request body exceeds {self.max_body_bytes} bytes.",
                     )
         finally:

@@ -63,8 +63,9 @@ def _unverified_issuer(token: str) -> str | None:
 class InternalTokenVerifier:
     """Verifies internal tokens addressed to one service, from a fixed set of trusted issuers."""
 
-    def __init__(self, *, audience: str, issuers: Mapping[str, AsyncKeySource],
-                 cache_size: int = 50_000) -> None:
+    def __init__(
+        self, *, audience: str, issuers: Mapping[str, AsyncKeySource], cache_size: int = 50_000
+    ) -> None:
         self.audience = audience
         self.issuers = dict(issuers)
         self.cache: VerifiedTokenCache[InternalTokenClaims] = VerifiedTokenCache(
@@ -91,8 +92,9 @@ def bearer_token(request: Request) -> str:
     """The bearer credential of a request, or a 401 problem."""
     header = request.headers.get("authorization")
     if not header:
-        raise UnauthorizedError("A bearer token is required.",
-                                headers={"WWW-Authenticate": "Bearer"})
+        raise UnauthorizedError(
+            "A bearer token is required.", headers={"WWW-Authenticate": "Bearer"}
+        )
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise UnauthorizedError("The Authorization header must be 'Bearer <token>'.")
@@ -112,8 +114,9 @@ async def current_principal(request: Request) -> InternalTokenClaims:
 PrincipalDep = Annotated[InternalTokenClaims, Depends(current_principal)]
 
 
-def require(*, scopes: Iterable[str] = (), kinds: Iterable[ClientKind] = ()
-            ) -> Callable[[InternalTokenClaims], Awaitable[InternalTokenClaims]]:
+def require(
+    *, scopes: Iterable[str] = (), kinds: Iterable[ClientKind] = ()
+) -> Callable[[InternalTokenClaims], Awaitable[InternalTokenClaims]]:
     """A dependency that admits callers of one of ``kinds`` holding every scope in ``scopes``.
 
     A wrong kind or a missing scope is 403; a missing or bad token is 401.
@@ -133,10 +136,11 @@ def require(*, scopes: Iterable[str] = (), kinds: Iterable[ClientKind] = ()
 
 
 class ServiceTokenMinter:
-    """Signs this service's own internal tokens for calls to a peer, reusing each until near expiry."""
+    """Signs this service's internal tokens for calls to a peer, reusing each until near expiry."""
 
-    def __init__(self, *, service: str, ring_getter: Callable[[], KeyRing],
-                 lifetime: int = 300) -> None:
+    def __init__(
+        self, *, service: str, ring_getter: Callable[[], KeyRing], lifetime: int = 300
+    ) -> None:
         self.service = service
         self._ring_getter = ring_getter
         self.lifetime = min(lifetime, INTERNAL.max_lifetime)

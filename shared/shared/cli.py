@@ -9,5 +9,5 @@ def ensure_sqlite_dir(url: str) -> None:
     """Create the directory of an embedded SQLite database file (``sqlite+aiosqlite:///var/x.db``)."""
     prefix = "sqlite+aiosqlite:///"
     if url.startswith(prefix):
-        path = Path(url[len(prefix):])
+        path = Path(url[len(prefix) :])
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Async SQLAlchemy plumbing: engines for PostgreSQL and the embedded SQLite, one session per request.
+"""Async SQLAlchemy plumbing: PostgreSQL and embedded SQLite engines, one session per request.
 
 The per-request session commits exactly once, after the handler returns and
 before the response is sent (the dependency is declared with
@@ -43,8 +43,14 @@ def new_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10,
-                statement_timeout_ms: int = 5000, echo: bool = False) -> AsyncEngine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    statement_timeout_ms: int = 5000,
+    echo: bool = False,
+) -> AsyncEngine:
     """An async engine for ``url`` (``postgresql+asyncpg://`` or ``sqlite+aiosqlite://``).
 
     PostgreSQL sessions get a ``statement_timeout``; SQLite gets WAL, foreign keys
@@ -132,14 +138,18 @@ def is_connection_error(exc: BaseException) -> bool:
             return True
         orig = getattr(exc, "orig", None)
         name = type(orig).__name__ if orig is not None else ""
-        return name in {
-            "ConnectionDoesNotExistError",
-            "InterfaceError",
-            "AdminShutdownError",
-            "CannotConnectNowError",
-            "ConnectionFailureError",
-            "QueryCanceledError",
-        } or "connection" in str(orig).lower()
+        return (
+            name
+            in {
+                "ConnectionDoesNotExistError",
+                "InterfaceError",
+                "AdminShutdownError",
+                "CannotConnectNowError",
+                "ConnectionFailureError",
+                "QueryCanceledError",
+            }
+            or "connection" in str(orig).lower()
+        )
     return False
 
 
@@ -152,9 +162,7 @@ async def _handle_db_error(request: Request, exc: Exception) -> Response:
             headers={"Retry-After": "1"},
         )
     logger.error("database error", exc_info=exc)
-    return problem_response(
-        500, detail="An unexpected error occurred.", instance=request.url.path
-    )
+    return problem_response(500, detail="An unexpected error occurred.", instance=request.url.path)
 
 
 def install_db_error_handler(app: FastAPI) -> None:

@@ -43,8 +43,9 @@ class UpstreamProblemError(ProblemError):
 
 def new_session(*, limit: int = 100, keepalive: float = 30.0) -> aiohttp.ClientSession:
     """A pooled client session; call inside a running event loop (an app lifespan)."""
-    connector = aiohttp.TCPConnector(limit=limit, keepalive_timeout=keepalive,
-                                     enable_cleanup_closed=True, ttl_dns_cache=60)
+    connector = aiohttp.TCPConnector(
+        limit=limit, keepalive_timeout=keepalive, enable_cleanup_closed=True, ttl_dns_cache=60
+    )
     return aiohttp.ClientSession(
         connector=connector,
         auto_decompress=False,
@@ -56,20 +57,35 @@ def new_session(*, limit: int = 100, keepalive: float = 30.0) -> aiohttp.ClientS
 class ServiceClient:
     """JSON calls to one peer service with this service's internal token."""
 
-    def __init__(self, *, base_url: str, target: str, session: aiohttp.ClientSession,
-                 token_for: Callable[[str], str], timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        target: str,
+        session: aiohttp.ClientSession,
+        token_for: Callable[[str], str],
+        timeout: float = 5.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.target = target
         self.session = session
         self.token_for = token_for
         self.timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 2.0))
 
-    async def request(self, method: str, path: str, *, json: Any = None,
-                      params: Mapping[str, str] | None = None,
-                      headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, Any]:
         """Send one call; return (status, decoded JSON or None) for 2xx, raise otherwise."""
-        out_headers = {"Authorization": f"Bearer {self.token_for(self.target)}",
-                       "Accept": "application/json"}
+        out_headers = {
+            "Authorization": f"Bearer {self.token_for(self.target)}",
+            "Accept": "application/json",
+        }
         request_id = current_request_id()
         if request_id:
             out_headers["X-Request-ID"] = request_id
@@ -81,13 +97,20 @@ class ServiceClient:
             out_headers["Content-Type"] = "application/json"
         try:
             async with self.session.request(
-                method, self.base_url + path, data=data, params=params,
-                headers=out_headers, timeout=self.timeout, allow_redirects=False,
+                method,
+                self.base_url + path,
+                data=data,
+                params=params,
+                headers=out_headers,
+                timeout=self.timeout,
+                allow_redirects=False,
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
         except TimeoutError:
-            raise GatewayTimeoutError(f"The {self.target} service did not answer in time.") from None
+            raise GatewayTimeoutError(
+                f"The {self.target} service did not answer in time."
+            ) from None
         except (aiohttp.ClientError, OSError):
             raise BadGatewayError(f"The {self.target} service is unreachable.") from None
         except asyncio.CancelledError:
@@ -98,20 +121,27 @@ class ServiceClient:
                 body = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 raise BadGatewayError(
-                    f"The {self.target} service sent a malformed answer.") from None
+                    f"The {self.target} service sent a malformed answer."
+                ) from None
         if status >= 500:
             raise BadGatewayError(f"The {self.target} service failed ({status}).")
         if status >= 400:
             raise UpstreamProblemError(status, body if isinstance(body, dict) else {})
         return status, body
 
-    async def call(self, method: str, path: str, model: type[T], *, json: Any = None,
-                   params: Mapping[str, str] | None = None,
-                   headers: Mapping[str, str] | None = None) -> T:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        model: type[T],
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> T:
         """Like :meth:`request`, parsing the answer as ``model`` (malformed → 502)."""
         _, body = await self.request(method, path, json=json, params=params, headers=headers)
         try:
             return model.model_validate(body)
         except ValidationError:
-            raise BadGatewayError(
-                f"The {self.target} service sent a malformed answer.") from None
+            raise BadGatewayError(f"The {self.target} service sent a malformed answer.") from None

@@ -147,9 +147,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     process do not stack handlers.
     """
     root = logging.getLogger()
-    handler = next(
-        (h for h in root.handlers if getattr(h, "_essc_handler", False)), None
-    )
+    handler = next((h for h in root.handlers if getattr(h, "_essc_handler", False)), None)
     if handler is None:
         handler = logging.StreamHandler(sys.stdout)
         handler._essc_handler = True  # type: ignore[attr-defined]

@@ -223,8 +223,9 @@ def problem_response(
     )
 
 
-def problem_bytes(status: int, *, slug: str | None = None, detail: str | None = None,
-                  instance: str | None = None) -> bytes:
+def problem_bytes(
+    status: int, *, slug: str | None = None, detail: str | None = None, instance: str | None = None
+) -> bytes:
     """The encoded body of a problem, for raw ASGI code paths (the gateway)."""
     return orjson.dumps(problem_body(status, slug=slug, detail=detail, instance=instance))
 

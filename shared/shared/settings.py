@@ -47,8 +47,9 @@ class PlatformSettings(BaseSettings):
     # After SIGTERM: seconds to keep serving with /readyz at 503 before closing the listener.
     shutdown_drain_seconds: float = Field(default=0.0, ge=0, le=120)
 
-    @field_validator("public_issuer", "gateway_url", "identity_url", "issuance_url",
-                     "settlement_url")
+    @field_validator(
+        "public_issuer", "gateway_url", "identity_url", "issuance_url", "settlement_url"
+    )
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")

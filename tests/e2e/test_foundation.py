@@ -1,4 +1,4 @@
-"""The four real services as uvicorn processes on PostgreSQL, reached through the gateway over HTTP."""
+"""The four services as real uvicorn processes on PostgreSQL, reached through the gateway."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.cluster import pg_cluster
 
 from devkit.cluster import Cluster
-from support.cluster import pg_cluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
@@ -38,7 +38,10 @@ def test_health_and_readiness_through_the_gateway(cluster: Cluster) -> None:
     ready = httpx.get(gw + "/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {
-        "not_draining": True, "identity": True, "issuance": True, "settlement": True,
+        "not_draining": True,
+        "identity": True,
+        "issuance": True,
+        "settlement": True,
     }
     for svc in ("identity", "issuance", "settlement"):
         body = httpx.get(cluster.url(svc) + "/readyz").json()
@@ -65,27 +68,38 @@ def test_wrong_method_on_a_known_route_is_405(cluster: Cluster) -> None:
 
 def test_request_id_reaches_the_upstream_log(cluster: Cluster) -> None:
     rid = "e2e-" + str(time.time_ns())
-    resp = httpx.get(cluster.url("gateway") + "/.well-known/oauth-authorization-server",
-                     headers={"X-Request-ID": rid})
+    resp = httpx.get(
+        cluster.url("gateway") + "/.well-known/oauth-authorization-server",
+        headers={"X-Request-ID": rid},
+    )
     assert resp.status_code == 200
     assert resp.headers["x-request-id"] == rid
     assert resp.json()["issuer"] == cluster.url("gateway")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        upstream = [line for line in _log_lines(cluster.procs["identity"].log_path)
-                    if line.get("request_id") == rid]
+        upstream = [
+            line
+            for line in _log_lines(cluster.procs["identity"].log_path)
+            if line.get("request_id") == rid
+        ]
         if upstream:
             break
         time.sleep(0.1)
     assert upstream, "identity never logged the gateway's request id"
     assert upstream[0]["route"] == "/.well-known/oauth-authorization-server"
-    gateway_lines = [line for line in _log_lines(cluster.procs["gateway"].log_path)
-                     if line.get("request_id") == rid]
-    assert gateway_lines and gateway_lines[0]["status"] == 200
+    gateway_lines = [
+        line
+        for line in _log_lines(cluster.procs["gateway"].log_path)
+        if line.get("request_id") == rid
+    ]
+    assert gateway_lines
+    assert gateway_lines[0]["status"] == 200
 
 
 def test_invalid_request_id_is_replaced(cluster: Cluster) -> None:
-    resp = httpx.get(cluster.url("gateway") + "/livez", headers={"X-Request-ID": "bad id; drop table"})
+    resp = httpx.get(
+        cluster.url("gateway") + "/livez", headers={"X-Request-ID": "bad id; drop table"}
+    )
     assert resp.headers["x-request-id"] != "bad id; drop table"
     assert len(resp.headers["x-request-id"]) == 32
 
@@ -110,8 +124,9 @@ def test_stopped_upstream_is_a_502_problem_and_readiness_fails(cluster: Cluster)
 def test_backends_refuse_unsigned_callers(cluster: Cluster) -> None:
     # No unsigned identity header is trusted: a direct call without a token is 401.
     for svc in ("identity", "issuance", "settlement"):
-        resp = httpx.get(cluster.url(svc) + "/internal/whoami",
-                         headers={"X-Client-Id": "ops", "X-Scopes": "ops"})
+        resp = httpx.get(
+            cluster.url(svc) + "/internal/whoami", headers={"X-Client-Id": "ops", "X-Scopes": "ops"}
+        )
         assert resp.status_code == 401, svc
         assert resp.headers["content-type"] == "application/problem+json"
 

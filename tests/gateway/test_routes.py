@@ -8,10 +8,12 @@ from gateway.routes import ROUTES, RouteTable
 def test_match_templates_and_methods() -> None:
     table = RouteTable()
     m = table.match("GET", "/v1/ecards/abc123")
-    assert m.route is not None and m.route.template == "/v1/ecards/{ecard_id}"
+    assert m.route is not None
+    assert m.route.template == "/v1/ecards/{ecard_id}"
     assert m.route.upstream == "issuance"
     account = table.match("GET", "/v1/ecards/abc/account").route
-    assert account is not None and account.upstream == "settlement"
+    assert account is not None
+    assert account.upstream == "settlement"
     assert table.match("GET", "/v1/ecards/a/b/c").route is None
     wrong = table.match("PATCH", "/v1/ecards/abc123")
     assert wrong.route is None

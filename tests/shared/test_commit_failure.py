@@ -1,4 +1,4 @@
-"""A request whose commit fails must never be answered as a success, and must leave nothing behind."""
+"""A request whose commit fails is never answered as a success and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest_asyncio
 from fastapi import APIRouter, Depends
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from support.pg import async_url, create_databases, drop_databases, server_url
 
 from shared.app import build_service_app
 from shared.db import request_session
 from shared.settings import ServiceSettings
-from support.pg import async_url, create_databases, drop_databases, server_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
 
@@ -54,8 +54,14 @@ def _app(database_url: str, keys: Path) -> object:
         return {"status": "created"}
 
     settings = ServiceSettings(database_url=database_url, keys_dir=keys, environment="test")
-    return build_service_app(settings=settings, service="probe", title="probe",
-                             description="probe", key_purposes=(), routers=[router])
+    return build_service_app(
+        settings=settings,
+        service="probe",
+        title="probe",
+        description="probe",
+        key_purposes=(),
+        routers=[router],
+    )
 
 
 async def test_failing_commit_is_an_error_and_writes_nothing(database: str, tmp_path: Path) -> None:
@@ -75,4 +81,3 @@ async def test_failing_commit_is_an_error_and_writes_nothing(database: str, tmp_
     finally:
         await conn.close()
     assert [r["k"] for r in rows] == [7]
-

@@ -37,8 +37,15 @@ def test_message_patterns_are_redacted() -> None:
 
 def test_sensitive_extra_fields_are_redacted() -> None:
     logger, stream = _capture()
-    logger.info("verify", extra={"holder_name": "张三", "name_masked": "张*", "card_number": "A12345678",
-                                 "body": {"phone": "x", "nested": [ID_NUMBER]}})
+    logger.info(
+        "verify",
+        extra={
+            "holder_name": "张三",
+            "name_masked": "张*",
+            "card_number": "A12345678",
+            "body": {"phone": "x", "nested": [ID_NUMBER]},
+        },
+    )
     record = json.loads(stream.getvalue())
     assert record["holder_name"] == "[redacted]"
     assert record["card_number"] == "[redacted]"

@@ -55,11 +55,19 @@ async def crash() -> None:
 @pytest_asyncio.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     settings = ServiceSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/p.db", keys_dir=tmp_path / "keys",
-        environment="test", max_body_bytes=4096,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/p.db",
+        keys_dir=tmp_path / "keys",
+        environment="test",
+        max_body_bytes=4096,
     )
-    app = build_service_app(settings=settings, service="probe", title="probe",
-                            description="probe", key_purposes=(), routers=[router])
+    app = build_service_app(
+        settings=settings,
+        service="probe",
+        title="probe",
+        description="probe",
+        key_purposes=(),
+        routers=[router],
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
@@ -78,12 +86,20 @@ def assert_problem(resp: httpx.Response, status: int) -> dict[str, object]:
 
 
 async def test_validation_error_names_the_field(client: httpx.AsyncClient) -> None:
-    resp = await client.post("/v1/bills", json={"items": [
-        {"code": "a", "unit_price": 1}, {"code": "b", "unit_price": 2},
-        {"code": "c", "unit_price": "x"},
-    ]})
+    resp = await client.post(
+        "/v1/bills",
+        json={
+            "items": [
+                {"code": "a", "unit_price": 1},
+                {"code": "b", "unit_price": 2},
+                {"code": "c", "unit_price": "x"},
+            ]
+        },
+    )
     body = assert_problem(resp, 422)
-    assert body["errors"] == [{"field": "items[2].unit_price", "message": body["errors"][0]["message"]}]
+    assert body["errors"] == [
+        {"field": "items[2].unit_price", "message": body["errors"][0]["message"]}
+    ]
     assert "items[2].unit_price" in str(body["detail"])
 
 
@@ -94,8 +110,9 @@ async def test_unknown_field_is_rejected(client: httpx.AsyncClient) -> None:
 
 
 async def test_malformed_json(client: httpx.AsyncClient) -> None:
-    resp = await client.post("/v1/bills", content=b"{not json",
-                             headers={"content-type": "application/json"})
+    resp = await client.post(
+        "/v1/bills", content=b"{not json", headers={"content-type": "application/json"}
+    )
     body = assert_problem(resp, 422)
     assert body["errors"][0]["message"] == "Body is not valid JSON."
 
@@ -126,8 +143,9 @@ async def test_crash_is_a_500_problem_without_details(client: httpx.AsyncClient)
 
 
 async def test_oversized_body_is_413(client: httpx.AsyncClient) -> None:
-    resp = await client.post("/v1/bills", content=b"x" * 5000,
-                             headers={"content-type": "application/json"})
+    resp = await client.post(
+        "/v1/bills", content=b"x" * 5000, headers={"content-type": "application/json"}
+    )
     assert_problem(resp, 413)
 
 
@@ -150,4 +168,3 @@ async def test_readiness_reports_database_and_keys(client: httpx.AsyncClient) ->
     resp = await client.get("/readyz")
     assert resp.status_code == 200
     assert resp.json()["checks"] == {"not_draining": True, "database": True, "keys": True}
-

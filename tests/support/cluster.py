@@ -12,14 +12,17 @@ from support.pg import async_url, create_databases, drop_databases
 
 
 @contextlib.contextmanager
-def pg_cluster(tmp: Path, run_id: str, *, extra_env: dict[str, str] | None = None,
-               start: bool = True) -> Iterator[Cluster]:
+def pg_cluster(
+    tmp: Path, run_id: str, *, extra_env: dict[str, str] | None = None, start: bool = True
+) -> Iterator[Cluster]:
     """Fresh databases, migrations, four uvicorn processes on free ports; torn down after."""
     names = {svc: f"essc_{run_id}_{svc}" for svc in SERVICES}
     asyncio.run(create_databases(names.values()))
     cluster = Cluster.on_free_ports(
-        tmp, {svc: async_url(name) for svc, name in names.items()},
-        extra_env=dict(extra_env or {}), environment="test",
+        tmp,
+        {svc: async_url(name) for svc, name in names.items()},
+        extra_env=dict(extra_env or {}),
+        environment="test",
     )
     try:
         cluster.migrate()

@@ -72,7 +72,7 @@ class GatewayApp(FastAPI):
             ),
             on_upstream_error=self.state.count_upstream_error,
         )
-        return RequestContextMiddleware(  # type: ignore[return-value]
+        return RequestContextMiddleware(
             forwarder,
             metrics=self.state.metrics,
             max_body_bytes=settings.max_body_bytes,
@@ -103,20 +103,21 @@ def _own_router() -> APIRouter:
 
 async def _upstream_ready(up: Upstream, timeout: float) -> bool:
     try:
-        async with up.session.get(up.base_url + "/readyz",
-                                  timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+        async with up.session.get(
+            up.base_url + "/readyz", timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as resp:
             return resp.status == 200
     except Exception:
         return False
 
 
-def create_app(settings: GatewaySettings, *,
-               authenticator: Authenticator | None = None) -> FastAPI:
+def create_app(settings: GatewaySettings, *, authenticator: Authenticator | None = None) -> FastAPI:
     """Build the gateway; connections and keys are opened by its lifespan."""
     configure_logging("gateway", settings.log_level)
     metrics = Metrics("gateway")
     upstream_errors = metrics.counter(
-        "essc_gateway_upstream_errors_total", "Upstream failures by upstream and kind.",
+        "essc_gateway_upstream_errors_total",
+        "Upstream failures by upstream and kind.",
         ["upstream", "kind"],
     )
 
@@ -129,21 +130,32 @@ def create_app(settings: GatewaySettings, *,
             ring = await asyncio.to_thread(keystore.ensure, KEY_PURPOSES)
         upstreams: dict[str, Upstream] = {}
         for name in UPSTREAMS:
-            connector = aiohttp.TCPConnector(limit=settings.upstream_pool_size,
-                                             keepalive_timeout=30, ttl_dns_cache=60)
-            session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                            skip_auto_headers=("User-Agent", "Accept-Encoding"))
+            connector = aiohttp.TCPConnector(
+                limit=settings.upstream_pool_size, keepalive_timeout=30, ttl_dns_cache=60
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            )
             upstreams[name] = Upstream(name, str(getattr(settings, f"{name}_url")), session)
         jwks_http = httpx.AsyncClient(timeout=2.0, follow_redirects=False)
         public_jwks = {
-            name: JwksCache(str(getattr(settings, f"{name}_url")) + "/.well-known/jwks.json",
-                            client=jwks_http, ttl=settings.jwks_cache_seconds,
-                            min_refresh_interval=settings.jwks_min_refresh_seconds)
+            name: JwksCache(
+                str(getattr(settings, f"{name}_url")) + "/.well-known/jwks.json",
+                client=jwks_http,
+                ttl=settings.jwks_cache_seconds,
+                min_refresh_interval=settings.jwks_min_refresh_seconds,
+            )
             for name in ("identity", "issuance")
         }
         runtime = GatewayRuntime(
-            settings=settings, ring=ring, keystore=keystore, upstreams=upstreams,
-            jwks_http=jwks_http, public_jwks=public_jwks,
+            settings=settings,
+            ring=ring,
+            keystore=keystore,
+            upstreams=upstreams,
+            jwks_http=jwks_http,
+            public_jwks=public_jwks,
             authenticator=authenticator or DenyProtectedAuthenticator(),
         )
         app.state.runtime = runtime
@@ -179,17 +191,20 @@ def create_app(settings: GatewaySettings, *,
         runtime: GatewayRuntime | None = getattr(request.app.state, "runtime", None)
         if runtime is None:
             return problem_response(503, detail="Starting up.", instance="/readyz")
-        results = await asyncio.gather(*(
-            _upstream_ready(up, settings.readiness_timeout_seconds)
-            for up in runtime.upstreams.values()
-        ))
+        results = await asyncio.gather(
+            *(
+                _upstream_ready(up, settings.readiness_timeout_seconds)
+                for up in runtime.upstreams.values()
+            )
+        )
         checks = {"not_draining": not runtime.draining}
         checks.update({name: ok for name, ok in zip(runtime.upstreams, results, strict=True)})
         if all(checks.values()):
             return JSONResponse({"status": "ready", "checks": checks})
         failing = ", ".join(k for k, v in checks.items() if not v)
-        return problem_response(503, detail=f"Not ready: {failing}.", instance="/readyz",
-                                extra={"checks": checks})
+        return problem_response(
+            503, detail=f"Not ready: {failing}.", instance="/readyz", extra={"checks": checks}
+        )
 
     # /livez and /metrics from the shared router; its /readyz is shadowed by the one above.
     app.include_router(health_router())

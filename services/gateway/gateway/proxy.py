@@ -27,16 +27,34 @@ from shared.requestctx import current_request_id
 logger = logging.getLogger("gateway.proxy")
 
 # Request headers a client may send upstream (Authorization only where the route says so).
-_REQUEST_HEADERS = frozenset({
-    b"content-type", b"accept", b"accept-language", b"idempotency-key", b"user-agent",
-    b"if-none-match",
-})
+_REQUEST_HEADERS = frozenset(
+    {
+        b"content-type",
+        b"accept",
+        b"accept-language",
+        b"idempotency-key",
+        b"user-agent",
+        b"if-none-match",
+    }
+)
 # Response headers an upstream may send back.
-_RESPONSE_HEADERS = frozenset({
-    "content-type", "retry-after", "location", "cache-control", "www-authenticate",
-    "content-disposition", "etag", "link", "idempotency-replayed", "pragma",
-    "content-security-policy", "x-content-type-options", "referrer-policy",
-})
+_RESPONSE_HEADERS = frozenset(
+    {
+        "content-type",
+        "retry-after",
+        "location",
+        "cache-control",
+        "www-authenticate",
+        "content-disposition",
+        "etag",
+        "link",
+        "idempotency-replayed",
+        "pragma",
+        "content-security-policy",
+        "x-content-type-options",
+        "referrer-policy",
+    }
+)
 _STREAM_THRESHOLD = 1_048_576
 
 
@@ -55,8 +73,9 @@ class DenyProtectedAuthenticator:
             return None
         from shared.problems import UnauthorizedError
 
-        raise UnauthorizedError("A bearer token is required.",
-                                headers={"WWW-Authenticate": "Bearer"})
+        raise UnauthorizedError(
+            "A bearer token is required.", headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 @dataclass
@@ -71,11 +90,16 @@ class Upstream:
 class Forwarder:
     """The ASGI dispatcher in front of the gateway's own app."""
 
-    def __init__(self, fallback: ASGIApp, *, table: RouteTable,
-                 upstreams: Callable[[], dict[str, Upstream]],
-                 authenticator: Callable[[], Authenticator],
-                 timeout: aiohttp.ClientTimeout,
-                 on_upstream_error: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        fallback: ASGIApp,
+        *,
+        table: RouteTable,
+        upstreams: Callable[[], dict[str, Upstream]],
+        authenticator: Callable[[], Authenticator],
+        timeout: aiohttp.ClientTimeout,
+        on_upstream_error: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.fallback = fallback
         self.table = table
         self.upstreams = upstreams
@@ -92,7 +116,10 @@ class Forwarder:
         if route is None:
             if match.allowed_methods:
                 await send_problem(
-                    send, 405, instance=scope["path"], request_id=current_request_id() or "",
+                    send,
+                    405,
+                    instance=scope["path"],
+                    request_id=current_request_id() or "",
                     detail=f"Method {scope['method']} is not allowed here.",
                     extra_headers=[(b"allow", ", ".join(match.allowed_methods).encode())],
                 )
@@ -105,12 +132,19 @@ class Forwarder:
             await self._forward(route, upstream_auth, scope, receive, send)
         except ProblemError as exc:
             headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
-            await send_problem(send, exc.status, slug=exc.slug, detail=exc.detail,
-                               instance=scope["path"], request_id=current_request_id() or "",
-                               extra_headers=headers)
+            await send_problem(
+                send,
+                exc.status,
+                slug=exc.slug,
+                detail=exc.detail,
+                instance=scope["path"],
+                request_id=current_request_id() or "",
+                extra_headers=headers,
+            )
 
-    async def _forward(self, route: Route, upstream_auth: str | None, scope: Scope,
-                       receive: Receive, send: Send) -> None:
+    async def _forward(
+        self, route: Route, upstream_auth: str | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         upstream = self.upstreams()[route.upstream]
         body = await _read_body(receive)
         headers: dict[str, str] = {}
@@ -132,24 +166,30 @@ class Forwarder:
             url += "?" + scope["query_string"].decode("latin-1")
         try:
             async with upstream.session.request(
-                scope["method"], url, data=body or None, headers=headers,
-                timeout=self.timeout, allow_redirects=False,
+                scope["method"],
+                url,
+                data=body or None,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
             ) as resp:
-                out = [(k.lower().encode("latin-1"), v.encode("latin-1"))
-                       for k, v in resp.headers.items() if k.lower() in _RESPONSE_HEADERS]
+                out = [
+                    (k.lower().encode("latin-1"), v.encode("latin-1"))
+                    for k, v in resp.headers.items()
+                    if k.lower() in _RESPONSE_HEADERS
+                ]
                 length = resp.content_length
                 if length is not None and length <= _STREAM_THRESHOLD:
                     payload = await resp.read()
                     out.append((b"content-length", str(len(payload)).encode()))
-                    await send({"type": "http.response.start", "status": resp.status,
-                                "headers": out})
+                    await send(
+                        {"type": "http.response.start", "status": resp.status, "headers": out}
+                    )
                     await send({"type": "http.response.body", "body": payload})
                     return
-                await send({"type": "http.response.start", "status": resp.status,
-                            "headers": out})
+                await send({"type": "http.response.start", "status": resp.status, "headers": out})
                 async for chunk in resp.content.iter_chunked(65_536):
-                    await send({"type": "http.response.body", "body": chunk,
-                                "more_body": True})
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b""})
         except TimeoutError:
             self.on_upstream_error(route.upstream, "timeout")

@@ -37,7 +37,9 @@ class Route:
     regex: re.Pattern[str] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        pattern = _PARAM.sub(r"[^/]+", re.escape(self.template).replace(r"\{", "{").replace(r"\}", "}"))
+        pattern = _PARAM.sub(
+            r"[^/]+", re.escape(self.template).replace(r"\{", "{").replace(r"\}", "}")
+        )
         object.__setattr__(self, "regex", re.compile("^" + pattern + "$"))
 
     @property
@@ -45,10 +47,22 @@ class Route:
         return not self.kinds
 
 
-def _r(method: str, template: str, upstream: str, kinds: frozenset[ClientKind],
-       *scopes: str, forward_authorization: bool = False) -> Route:
-    return Route(method, template, upstream, kinds, frozenset(scopes),
-                 forward_authorization=forward_authorization)
+def _r(
+    method: str,
+    template: str,
+    upstream: str,
+    kinds: frozenset[ClientKind],
+    *scopes: str,
+    forward_authorization: bool = False,
+) -> Route:
+    return Route(
+        method,
+        template,
+        upstream,
+        kinds,
+        frozenset(scopes),
+        forward_authorization=forward_authorization,
+    )
 
 
 ROUTES: tuple[Route, ...] = (
@@ -84,8 +98,13 @@ ROUTES: tuple[Route, ...] = (
     _r("POST", "/v1/settlements/quotes", "settlement", HOSPITAL, "settlement:write"),
     _r("POST", "/v1/settlements", "settlement", HOSPITAL, "settlement:write"),
     _r("GET", "/v1/settlements/{settlement_id}", "settlement", HOSPITAL, "settlement:read"),
-    _r("POST", "/v1/settlements/{settlement_id}/refunds", "settlement", HOSPITAL,
-       "settlement:write"),
+    _r(
+        "POST",
+        "/v1/settlements/{settlement_id}/refunds",
+        "settlement",
+        HOSPITAL,
+        "settlement:write",
+    ),
     _r("GET", "/v1/reconciliation/daily", "settlement", HOSPITAL, "reconciliation"),
     _r("POST", "/v1/reconciliation/checks", "settlement", HOSPITAL, "reconciliation"),
     # Operations
@@ -102,7 +121,7 @@ ROUTES: tuple[Route, ...] = (
 
 @dataclass(frozen=True)
 class Match:
-    """The outcome of looking a request up: a route, a known path with another method, or nothing."""
+    """A lookup's outcome: a route, a known path with other methods, or nothing."""
 
     route: Route | None
     allowed_methods: tuple[str, ...] = ()

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from shared.app import build_service_app
 from identity.config import IdentitySettings
 from identity.oauth.router import router as oauth_router
+from shared.app import build_service_app
 
 KEY_PURPOSES = ("access", "identity-assertion")
+
+DESCRIPTION = (
+    "Who is who: card holders and their physical cards, partner apps, hospitals, real-name "
+    "verification, the signing keys and JWKS."
+)
 
 
 def create_app(settings: IdentitySettings) -> FastAPI:
@@ -17,7 +22,7 @@ def create_app(settings: IdentitySettings) -> FastAPI:
         settings=settings,
         service="identity",
         title="e-SSC identity service",
-        description="Who is who: card holders and their physical cards, partner apps, hospitals, real-name verification, the signing keys and JWKS.",
+        description=DESCRIPTION,
         key_purposes=KEY_PURPOSES,
         public_key_purposes=KEY_PURPOSES,
         peers=("issuance", "settlement"),
@@ -26,5 +31,8 @@ def create_app(settings: IdentitySettings) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """The uvicorn factory: settings from the environment (``uvicorn --factory identity.main:app_from_env``)."""
+    """The uvicorn factory, settings from the environment.
+
+    ``uvicorn --factory identity.main:app_from_env``
+    """
     return create_app(IdentitySettings())

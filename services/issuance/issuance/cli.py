@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from issuance.config import IssuanceSettings
 from shared.cli import ensure_sqlite_dir
 from shared.migrate import upgrade
-from issuance.config import IssuanceSettings
 
 MIGRATIONS = "issuance:migrations"
 
@@ -22,5 +22,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         ensure_sqlite_dir(settings.database_url)
         upgrade(MIGRATIONS, settings.database_url)
-        print(f"issuance: migrations applied")
+        print("issuance: migrations applied")
     return 0

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from shared.app import build_service_app
 from issuance.config import IssuanceSettings
+from shared.app import build_service_app
 
 KEY_PURPOSES = ("ecard-credential", "qr")
+
+DESCRIPTION = (
+    "The e-card: issuing it through a partner app, its lifecycle, the short-lived one-time QR "
+    "codes, and the scanner's exchange of a QR for identity."
+)
 
 
 def create_app(settings: IssuanceSettings) -> FastAPI:
@@ -16,7 +21,7 @@ def create_app(settings: IssuanceSettings) -> FastAPI:
         settings=settings,
         service="issuance",
         title="e-SSC issuance service",
-        description="The e-card: issuing it through a partner app, its lifecycle, the short-lived one-time QR codes, and the scanner's exchange of a QR for identity.",
+        description=DESCRIPTION,
         key_purposes=KEY_PURPOSES,
         public_key_purposes=KEY_PURPOSES,
         peers=("identity", "settlement"),
@@ -25,5 +30,8 @@ def create_app(settings: IssuanceSettings) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """The uvicorn factory: settings from the environment (``uvicorn --factory issuance.main:app_from_env``)."""
+    """The uvicorn factory, settings from the environment.
+
+    ``uvicorn --factory issuance.main:app_from_env``
+    """
     return create_app(IssuanceSettings())

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from shared.app import build_service_app
 from settlement.config import SettlementSettings
+from shared.app import build_service_app
 
 KEY_PURPOSES = ()
+
+DESCRIPTION = (
+    "The money: medical-insurance pre-settlement and settlement, refunds, a double-entry "
+    "ledger, reconciliation, self-service enquiry, fraud rules."
+)
 
 
 def create_app(settings: SettlementSettings) -> FastAPI:
@@ -16,7 +21,7 @@ def create_app(settings: SettlementSettings) -> FastAPI:
         settings=settings,
         service="settlement",
         title="e-SSC settlement service",
-        description="The money: medical-insurance pre-settlement and settlement, refunds, a double-entry ledger, reconciliation, self-service enquiry, fraud rules.",
+        description=DESCRIPTION,
         key_purposes=KEY_PURPOSES,
         public_key_purposes=KEY_PURPOSES,
         peers=("identity", "issuance"),
@@ -25,5 +30,8 @@ def create_app(settings: SettlementSettings) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """The uvicorn factory: settings from the environment (``uvicorn --factory settlement.main:app_from_env``)."""
+    """The uvicorn factory, settings from the environment.
+
+    ``uvicorn --factory settlement.main:app_from_env``
+    """
     return create_app(SettlementSettings())

@@ -98,7 +98,7 @@ class QrClaims:
 @dataclass(frozen=True, slots=True)
 class _KeyMaterial:
     header_segment: bytes
-    aes_key: bytes
+    jti_cipher: Cipher[modes.ECB]
 
 
 # Per-kid cache of the HKDF output and encoded header. The kid is the key's thumbprint and
@@ -125,7 +125,11 @@ def _material(key: ManagedKey) -> _KeyMaterial:
         scalar = key.private_key.private_numbers().private_value.to_bytes(32, "big")
         aes_key = HKDF(hashes.SHA256(), 32, salt=None, info=_HKDF_INFO).derive(scalar)
         header = f'{{"alg":"ES256","kid":"{key.kid[:KID_PREFIX_LEN]}","typ":"q"}}'
-        material = _KeyMaterial(_b64e(header.encode("ascii")), aes_key)
+        # ECB over exactly one block is the bare AES permutation the format specifies. ECB's
+        # known weakness (equal blocks → equal ciphertexts) needs several blocks; the random
+        # half of the block makes every jti distinct even for the same e-card.
+        cipher = Cipher(algorithms.AES(aes_key), modes.ECB())
+        material = _KeyMaterial(_b64e(header.encode("ascii")), cipher)
         if len(_MATERIAL) >= _MATERIAL_MAX:
             _MATERIAL.clear()
         _MATERIAL[key.kid] = material
@@ -159,8 +163,7 @@ def issue_qr_token(
     elif len(rand) != 8:
         raise ValueError("rand must be 8 bytes")
     material = _material(key)
-    encryptor = Cipher(algorithms.AES(material.aes_key), modes.ECB()).encryptor()
-    jti = encryptor.update(ecard_seq.to_bytes(8, "big") + rand)
+    jti = material.jti_cipher.encryptor().update(ecard_seq.to_bytes(8, "big") + rand)
     payload = _PAYLOAD.pack(QR_VERSION, purpose, iat, lifetime, jti)
     signing_input = material.header_segment + b"." + _b64e(payload)
     r, s = decode_dss_signature(key.private_key.sign(signing_input, _ECDSA))
@@ -254,8 +257,7 @@ def verify_qr_token(
         raise InvalidQrTokenError() from None
     exp = iat + lifetime
     _check_time(iat, exp, now, leeway)
-    decryptor = Cipher(algorithms.AES(_material(key).aes_key), modes.ECB()).decryptor()
-    plain = decryptor.update(jti)
+    plain = _material(key).jti_cipher.decryptor().update(jti)
     return QrClaims(
         purpose=purpose,
         ecard_seq=int.from_bytes(plain[:8], "big"),

@@ -39,7 +39,9 @@ def test_client_kinds() -> None:
 
 
 def test_token_kind_table() -> None:
-    table = {k.name: (k.typ, k.max_lifetime, k.accepted_typs, k.allow_missing_typ) for k in ALL_KINDS}
+    table = {
+        k.name: (k.typ, k.max_lifetime, k.accepted_typs, k.allow_missing_typ) for k in ALL_KINDS
+    }
     assert table == {
         "access": ("at+jwt", 600, frozenset({"at+jwt"}), False),
         "internal": ("essc-internal+jwt", 300, frozenset({"essc-internal+jwt"}), False),
@@ -117,9 +119,7 @@ def test_jti_bounds_accept_limits(claims_for: ClaimsFactory) -> None:
         {"match": float("nan")},
     ],
 )
-def test_face_attestation_validation(
-    claims_for: ClaimsFactory, overrides: dict[str, Any]
-) -> None:
+def test_face_attestation_validation(claims_for: ClaimsFactory, overrides: dict[str, Any]) -> None:
     assert FaceAttestationClaims.model_validate(claims_for(FACE_ATTESTATION))
     with pytest.raises(ValidationError):
         FaceAttestationClaims.model_validate(claims_for(FACE_ATTESTATION, **overrides))

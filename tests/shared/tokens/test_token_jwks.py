@@ -74,8 +74,12 @@ class Endpoint:
             rsa_jwk = RSAAlgorithm.to_jwk(
                 rsa.generate_private_key(65537, 2048).public_key(), as_dict=True
             )
-            p384 = ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1()).public_key(), as_dict=True)
-            return httpx.Response(200, json={"keys": [{**rsa_jwk, "kid": "r"}, {**p384, "kid": "p"}]})
+            p384 = ECAlgorithm.to_jwk(
+                ec.generate_private_key(ec.SECP384R1()).public_key(), as_dict=True
+            )
+            return httpx.Response(
+                200, json={"keys": [{**rsa_jwk, "kid": "r"}, {**p384, "kid": "p"}]}
+            )
         raise AssertionError(mode)
 
 
@@ -194,9 +198,7 @@ async def test_failures_keep_the_last_good_set(
         assert await cache.get_key(kid) is not None  # stale but last good
     assert cache.fetch_count == 2  # the failed attempt is rate-limited too
     assert cache.jwks() == published
-    assert any(
-        "JWKS fetch" in r.getMessage() and reason in r.getMessage() for r in caplog.records
-    )
+    assert any("JWKS fetch" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
 
     endpoint.mode = "ok"
     clock.now += 10

@@ -35,7 +35,9 @@ def _rfc7638(jwk: dict[str, Any]) -> str:
     """Independent RFC 7638 §3: required members only, sorted, no whitespace, SHA-256."""
     required = {name: jwk[name] for name in ("crv", "kty", "x", "y")}
     canonical = json.dumps(required, sort_keys=True, separators=(",", ":"))
-    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).decode().rstrip("=")
+    return (
+        base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).decode().rstrip("=")
+    )
 
 
 def test_thumbprint_matches_independent_rfc7638_computation() -> None:

@@ -105,7 +105,9 @@ def _all_current(doc: dict[str, Any]) -> None:
 
 
 def _bad_pem(doc: dict[str, Any]) -> None:
-    doc["keys"][0]["private_key_pem"] = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+    doc["keys"][0]["private_key_pem"] = (
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+    )
 
 
 def _naive_date(doc: dict[str, Any]) -> None:

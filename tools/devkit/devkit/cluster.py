@@ -1,4 +1,4 @@
-"""Start the four parts as real uvicorn processes: for ``make run``, the end-to-end tests and benches.
+"""Start the four parts as real uvicorn processes, for ``make run``, end-to-end tests and benches.
 
 A :class:`Cluster` knows each part's port, database URL and key directory, and
 hands every process the environment that points it at its peers. Processes
@@ -125,25 +125,34 @@ class Cluster:
         """The environment of one part: its database, keys and where its peers are."""
         prefix = part.upper() + "_"
         env = dict(os.environ)
-        env.update({
-            prefix + "ENVIRONMENT": self.environment,
-            prefix + "KEYS_DIR": str(self.var_dir / "keys" / part),
-            prefix + "PUBLIC_ISSUER": self.url("gateway"),
-            prefix + "GATEWAY_URL": self.url("gateway"),
-            prefix + "IDENTITY_URL": self.url("identity"),
-            prefix + "ISSUANCE_URL": self.url("issuance"),
-            prefix + "SETTLEMENT_URL": self.url("settlement"),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                prefix + "ENVIRONMENT": self.environment,
+                prefix + "KEYS_DIR": str(self.var_dir / "keys" / part),
+                prefix + "PUBLIC_ISSUER": self.url("gateway"),
+                prefix + "GATEWAY_URL": self.url("gateway"),
+                prefix + "IDENTITY_URL": self.url("identity"),
+                prefix + "ISSUANCE_URL": self.url("issuance"),
+                prefix + "SETTLEMENT_URL": self.url("settlement"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         if part in self.db_urls:
             env[prefix + "DATABASE_URL"] = self.db_urls[part]
         env.update(self.extra_env)
         return env
 
-    def run_cli(self, part: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run_cli(
+        self, part: str, *args: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``python -m <part> <args>`` with the part's environment."""
-        return subprocess.run([sys.executable, "-m", part, *args], env=self.env_for(part),
-                              check=check, text=True, capture_output=True)
+        return subprocess.run(
+            [sys.executable, "-m", part, *args],
+            env=self.env_for(part),
+            check=check,
+            text=True,
+            capture_output=True,
+        )
 
     def migrate(self) -> None:
         """Apply every service's migrations."""
@@ -158,25 +167,47 @@ class Cluster:
             log_path = log_dir / f"{part}.log"
             log = log_path.open("ab")
             cmd = [
-                sys.executable, "-m", "uvicorn", "--factory", f"{part}.main:app_from_env",
-                "--host", "127.0.0.1", "--port", str(self.ports[part]),
-                "--no-access-log", "--timeout-graceful-shutdown", str(graceful_timeout),
-                "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                f"{part}.main:app_from_env",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.ports[part]),
+                "--no-access-log",
+                "--timeout-graceful-shutdown",
+                str(graceful_timeout),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--log-level",
+                "warning",
             ]
-            popen = subprocess.Popen(cmd, env=self.env_for(part), stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+            popen = subprocess.Popen(
+                cmd,
+                env=self.env_for(part),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             log.close()
             self.procs[part] = Proc(part, self.ports[part], popen, log_path)
 
-    def wait_ready(self, parts: Iterable[str] = PARTS, timeout: float = 60.0,
-                   path: str = "/readyz") -> None:
+    def wait_ready(
+        self, parts: Iterable[str] = PARTS, timeout: float = 60.0, path: str = "/readyz"
+    ) -> None:
         """Block until each part answers 200 on ``path``; raise with its log tail otherwise."""
         deadline = time.monotonic() + timeout
         for part in parts:
             while True:
                 proc = self.procs.get(part)
                 if proc is not None and proc.popen.poll() is not None:
-                    raise RuntimeError(f"{part} exited ({proc.popen.returncode}):\n{self.tail(part)}")
+                    raise RuntimeError(
+                        f"{part} exited ({proc.popen.returncode}):\n{self.tail(part)}"
+                    )
                 try:
                     if httpx.get(self.url(part) + path, timeout=1.0).status_code == 200:
                         break
@@ -192,8 +223,13 @@ class Cluster:
             return ""
         return "\n".join(proc.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def stop(self, parts: Iterable[str] | None = None, *, sig: int = signal.SIGTERM,
-             timeout: float = 15.0) -> dict[str, int | None]:
+    def stop(
+        self,
+        parts: Iterable[str] | None = None,
+        *,
+        sig: int = signal.SIGTERM,
+        timeout: float = 15.0,
+    ) -> dict[str, int | None]:
         """Signal the given parts (all by default) and wait; returns exit codes."""
         names = list(parts) if parts is not None else list(self.procs)
         for name in names:

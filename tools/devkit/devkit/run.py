@@ -9,17 +9,26 @@ service on its own PostgreSQL database (``essc_identity``, ...), or any
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from devkit.cluster import PARTS, SERVICES, Cluster, create_postgres_databases, postgres_urls, sqlite_urls
+from devkit.cluster import (
+    PARTS,
+    SERVICES,
+    Cluster,
+    create_postgres_databases,
+    postgres_urls,
+    sqlite_urls,
+)
 
 
 def database_urls(var_dir: Path) -> dict[str, str]:
-    """Per-service URLs: explicit ``<SERVICE>_DATABASE_URL``, else PostgreSQL if asked, else SQLite."""
+    """Per-service URLs: ``<SERVICE>_DATABASE_URL``, else PostgreSQL if asked, else SQLite."""
     pg = os.environ.get("ESSC_POSTGRES_URL")
     urls = postgres_urls(pg) if pg else sqlite_urls(var_dir)
     if pg:
@@ -80,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 e-SSC is running (logs in {var_dir}/logs, data in {var_dir}).
   Public API (gateway) : {gw}
   API docs             : {gw}/docs   (OpenAPI: {gw}/openapi.json)
-  Services             : identity {cluster.url('identity')}/docs, issuance {cluster.url('issuance')}/docs, settlement {cluster.url('settlement')}/docs
+  Service docs         : {cluster.url("identity")}/docs (identity), {cluster.url("issuance")}/docs
+                         (issuance), {cluster.url("settlement")}/docs (settlement)
   Demo clients         : {var_dir}/demo-clients.json
 Press Ctrl-C to stop.""",
         flush=True,
@@ -90,8 +100,9 @@ Press Ctrl-C to stop.""",
             for part in PARTS:
                 proc = cluster.procs.get(part)
                 if proc is not None and proc.popen.poll() is not None:
-                    print(f"e-SSC: {part} exited unexpectedly:\n{cluster.tail(part)}",
-                          file=sys.stderr)
+                    print(
+                        f"e-SSC: {part} exited unexpectedly:\n{cluster.tail(part)}", file=sys.stderr
+                    )
                     stopping = True
             time.sleep(0.3)
     finally:
@@ -101,12 +112,14 @@ Press Ctrl-C to stop.""",
     return 0
 
 
-def _post_start_hook() -> object:
+def _post_start_hook() -> Callable[[Cluster], None] | None:
+    """``devkit.demo.seed_after_start`` once that module exists (demo data made through the API)."""
     try:
-        from devkit import demo
+        demo = importlib.import_module("devkit.demo")
     except ImportError:
         return None
-    return getattr(demo, "seed_after_start", None)
+    hook: Callable[[Cluster], None] | None = getattr(demo, "seed_after_start", None)
+    return hook
 
 
 if __name__ == "__main__":

@@ -21,8 +21,15 @@ async def metadata(request: Request) -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256"],
         "scopes_supported": [
-            "ecard:issue", "ecard:manage", "ecard:qr", "holder:enquiry",
-            "scan", "settlement:write", "settlement:read", "reconciliation", "ops",
+            "ecard:issue",
+            "ecard:manage",
+            "ecard:qr",
+            "holder:enquiry",
+            "scan",
+            "settlement:write",
+            "settlement:read",
+            "reconciliation",
+            "ops",
         ],
         "response_types_supported": ["token"],
     }

@@ -1,0 +1,137 @@
+"""Bench plumbing: wrk runs, CPU time of server processes, result rows, the table and JSON."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Row:
+    """One measured line of the bench table."""
+
+    group: str
+    name: str
+    ops_per_s: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    cpu_us_per_op: float | None = None
+    ratio: float | None = None
+    ratio_of: str | None = None
+    notes: str = ""
+    extra: dict[str, float | int | str] = field(default_factory=dict)
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User+system CPU seconds consumed so far by ``pids`` (and their reaped children)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        # fields[11..14] = utime stime cutime cstime (after the ") state" split)
+        total += sum(int(x) for x in fields[11:15]) / CLK_TCK
+    return total
+
+
+@contextmanager
+def cpu_meter(pids: Sequence[int]) -> Iterator[list[float]]:
+    """Yields a one-element list that holds the CPU seconds spent by ``pids`` inside the block."""
+    out = [0.0]
+    start = cpu_seconds(pids)
+    try:
+        yield out
+    finally:
+        out[0] = cpu_seconds(pids) - start
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        raise ValueError(text)
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def wrk(
+    url: str,
+    *,
+    duration: int = 10,
+    connections: int = 32,
+    threads: int = 1,
+    headers: Sequence[str] = (),
+    script: Path | None = None,
+) -> WrkResult:
+    """Run wrk against ``url`` and parse its latency distribution and throughput."""
+    exe = shutil.which("wrk")
+    if exe is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    cmd = [exe, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
+    for h in headers:
+        cmd += ["-H", h]
+    if script is not None:
+        cmd += ["-s", str(script)]
+    cmd.append(url)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    reqs = re.search(r"(\d+) requests in ([\d.]+)(s|m)", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p50 = re.search(r"\s50%\s+(\S+)", out)
+    p99 = re.search(r"\s99%\s+(\S+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if not (reqs and rps and p50 and p99):
+        raise RuntimeError("could not parse wrk output:\n" + out)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    if sock:
+        errors += sum(int(g) for g in sock.groups())
+    seconds = float(reqs.group(2)) * (60 if reqs.group(3) == "m" else 1)
+    return WrkResult(
+        int(reqs.group(1)),
+        seconds,
+        float(rps.group(1)),
+        _ms(p50.group(1)),
+        _ms(p99.group(1)),
+        errors,
+    )
+
+
+def render_table(rows: Sequence[Row]) -> str:
+    """A Markdown table of the rows (what the README quotes)."""
+    head = "| group | what | ops/s | p50 ms | p99 ms | CPU µs/op | ratio | notes |"
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---|"]
+
+    def f(v: float | None, digits: int = 1) -> str:
+        return "" if v is None else f"{v:,.{digits}f}"
+
+    for r in rows:
+        ratio = "" if r.ratio is None else f"{r.ratio:.2f} of {r.ratio_of}"
+        lines.append(
+            f"| {r.group} | {r.name} | {f(r.ops_per_s, 0)} | {f(r.p50_ms, 2)} | "
+            f"{f(r.p99_ms, 2)} | {f(r.cpu_us_per_op, 0)} | {ratio} | {r.notes} |"
+        )
+    return "\n".join(lines)
+
+
+def rows_as_json(rows: Sequence[Row]) -> list[dict[str, object]]:
+    return [asdict(r) for r in rows]
