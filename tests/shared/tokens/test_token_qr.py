@@ -248,21 +248,21 @@ def test_offline_verification_with_only_the_jwks(ring: KeyRing, now: int, now_dt
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"ecard_seq": -1},
-        {"ecard_seq": 2**64},
-        {"iat": -1},
-        {"iat": 2**32},
-        {"lifetime": 0},
-        {"lifetime": 61},
-        {"rand": b"short"},
-        {"purpose": 3},
+        ({"ecard_seq": -1}, "ecard_seq"),
+        ({"ecard_seq": 2**64}, "ecard_seq"),
+        ({"iat": -1}, "iat"),
+        ({"iat": 2**32}, "iat"),
+        ({"lifetime": 0}, "lifetime"),
+        ({"lifetime": 61}, "lifetime"),
+        ({"rand": b"short"}, "rand"),
+        ({"purpose": 3}, "QrPurpose"),
     ],
 )
 def test_issue_refuses_out_of_range_values(
-    ring: KeyRing, now: int, kwargs: dict[str, object]
+    ring: KeyRing, now: int, kwargs: dict[str, object], message: str
 ) -> None:
     args: dict[str, object] = {"purpose": QrPurpose.PAYMENT, "ecard_seq": 1, "iat": now, **kwargs}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         issue_qr_token(ring.signing_key("qr"), **args)  # type: ignore[arg-type]

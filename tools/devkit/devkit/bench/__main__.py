@@ -19,8 +19,14 @@ from pathlib import Path
 
 from devkit.bench import forwarding
 from devkit.bench.core import Row, render_table, rows_as_json
-from devkit.cluster import SERVICES, Cluster, create_postgres_databases, drop_postgres_databases
-from devkit.cluster import postgres_urls, sqlite_urls
+from devkit.cluster import (
+    SERVICES,
+    Cluster,
+    create_postgres_databases,
+    drop_postgres_databases,
+    postgres_urls,
+    sqlite_urls,
+)
 
 Scenario = Callable[..., list[Row]]
 SCENARIOS: dict[str, Scenario] = {"forwarding": forwarding.run}
