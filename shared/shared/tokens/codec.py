@@ -98,15 +98,20 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _parse_header(token: object, kind: TokenKind[Any]) -> _Header:
-    """Apply every rule that needs no key: shape, header allow-list, alg, typ and kid form."""
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
-        _fail("malformed")
-    parts = token.split(".")
-    if len(parts) != 3 or not all(_SEGMENT_RE.fullmatch(p) for p in parts):
-        _fail("malformed")
+# Parsed header segments → (kid, typ). Headers repeat (one per signing key and kind), so this
+# saves the JSON parse on the hot path; only segments that passed every check are stored, and
+# the result is a pure function of the segment. Bounded: cleared when full.
+_HEADER_CACHE: dict[str, tuple[str, str | None]] = {}
+_HEADER_CACHE_MAX = 256
+
+
+def _parse_header_segment(segment: str) -> tuple[str, str | None]:
+    """Return (kid, typ) of a header segment that passes every key-independent rule."""
+    cached = _HEADER_CACHE.get(segment)
+    if cached is not None:
+        return cached
     try:
-        raw = _b64decode(parts[0])
+        raw = _b64decode(segment)
     except (binascii.Error, ValueError):
         _fail("malformed")
     if len(raw) > MAX_HEADER_BYTES:
@@ -125,15 +130,29 @@ def _parse_header(token: object, kind: TokenKind[Any]) -> _Header:
         _fail("unsupported header")
     if header.get("alg") != _ALG:
         _fail("unsupported header")
-    typ = header.get("typ")
+    kid = header.get("kid")
+    if kid is None or not _KID_RE.fullmatch(kid):
+        _fail("unsupported header")
+    parsed = (kid, header.get("typ"))
+    if len(_HEADER_CACHE) >= _HEADER_CACHE_MAX:
+        _HEADER_CACHE.clear()
+    _HEADER_CACHE[segment] = parsed
+    return parsed
+
+
+def _parse_header(token: object, kind: TokenKind[Any]) -> _Header:
+    """Apply every rule that needs no key: shape, header allow-list, alg, typ and kid form."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
+        _fail("malformed")
+    parts = token.split(".")
+    if len(parts) != 3 or not all(_SEGMENT_RE.fullmatch(p) for p in parts):
+        _fail("malformed")
+    kid, typ = _parse_header_segment(parts[0])
     if typ is None:
         if not kind.allow_missing_typ:
             _fail("wrong type")
     elif typ not in kind.accepted_typs:
         _fail("wrong type")
-    kid = header.get("kid")
-    if kid is None or not _KID_RE.fullmatch(kid):
-        _fail("unsupported header")
     return _Header(kid=kid)
 
 

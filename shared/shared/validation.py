@@ -1,0 +1,74 @@
+"""Field types every request model uses: strings without NUL or control characters, region codes.
+
+PostgreSQL refuses ``\\x00`` inside text and control characters have no place in
+names or codes, so they are rejected at the edge with a 422 naming the field,
+never passed on to become a 500. Every string is bounded.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_REGION = re.compile(r"^\d{6}$")
+
+
+def no_control_chars(value: str) -> str:
+    """Refuse NUL and other control characters (tab, CR and LF are allowed)."""
+    if _CONTROL.search(value):
+        raise ValueError("must not contain NUL or control characters")
+    return value
+
+
+CleanStr = Annotated[str, AfterValidator(no_control_chars)]
+"""A string without NUL or control characters; bound it with ``Field(max_length=...)``."""
+
+ShortText = Annotated[CleanStr, Field(min_length=1, max_length=128)]
+"""A required, bounded, clean string for names of things, codes and references."""
+
+
+def is_known_region(code: str) -> bool:
+    """True if ``code`` is a 6-digit GB/T 2260 administrative region python-stdnum knows."""
+    if not _REGION.match(code):
+        return False
+    info = _region_db().info(code)
+    return len(info) == 2 and all(props for _, props in info)
+
+
+@lru_cache(maxsize=1)
+def _region_db() -> Any:
+    from stdnum import numdb  # the GB/T 2260 table python-stdnum ships (cn/loc.dat)
+
+    return numdb.get("cn/loc")
+
+
+def region_name(code: str) -> str | None:
+    """The (county-level) name of a known region code, e.g. ``青岛市`` for 370200."""
+    if not is_known_region(code):
+        return None
+    name = str(_region_db().info(code)[1][1].get("county", ""))
+    return re.sub(r"^\[[^\]]*\]", "", name) or None
+
+
+def check_region(value: str) -> str:
+    if not is_known_region(value):
+        raise ValueError("must be a known 6-digit administrative region code (GB/T 2260)")
+    return value
+
+
+RegionCode = Annotated[
+    str,
+    Field(min_length=6, max_length=6, pattern=r"^\d{6}$", examples=["310000"]),
+    AfterValidator(check_region),
+]
+"""A GB/T 2260 region code such as ``310000`` (Shanghai) or ``370200`` (Qingdao)."""
+
+
+class RequestModel(BaseModel):
+    """Base of every request body: unknown fields are refused (422)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
