@@ -15,6 +15,7 @@ import secrets
 from pathlib import Path
 
 import pytest
+
 from support.pg import PG_URL, pg_reachable
 
 REQUIRE_PG = os.environ.get("ESSC_REQUIRE_POSTGRES") == "1"
@@ -89,5 +90,3 @@ def output_dir() -> Path:
     path = Path(os.environ.get("ESSC_TEST_OUTPUT", "test-output")).resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.cluster import pg_cluster
 
 from devkit.cluster import Cluster
+from support.cluster import pg_cluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 

@@ -13,11 +13,11 @@ import pytest_asyncio
 from fastapi import APIRouter, Depends
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-from support.pg import async_url, create_databases, drop_databases, server_url
 
 from shared.app import build_service_app
 from shared.db import request_session
 from shared.settings import ServiceSettings
+from support.pg import async_url, create_databases, drop_databases, server_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
 

@@ -1,0 +1,225 @@
+"""Idempotency-Key (IETF draft-ietf-httpapi-idempotency-key-header) for POST operations.
+
+Each service that honours the header adds :func:`idempotency_table` to its
+metadata and migrations. A request's key is claimed *in the same transaction*
+as its business write: the claim row is inserted first; the business work and
+the stored answer follow; all commit together or not at all. Consequences:
+
+- same key, same body, after the original committed → the stored answer again;
+- same key, another body → 422 ``idempotency-key-reused``;
+- same key while the original transaction is still open → the claim waits at
+  most ``in_flight_wait_ms`` on the row lock, then 409 ``idempotency-in-flight``
+  (PostgreSQL; SQLite serialises writers instead);
+- the original failed and rolled back → no claim remains, a retry runs afresh.
+
+Keys are scoped per client and kept at least 24 hours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from fastapi import Request
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    delete,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from shared.problems import BadRequestError, ConflictError, UnprocessableError
+
+KEY_HEADER = "Idempotency-Key"
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+RETENTION = timedelta(hours=24)
+
+
+def idempotency_table(metadata: MetaData) -> Table:
+    """The ``idempotency_record`` table on a service's metadata (add it to a migration)."""
+    return Table(
+        "idempotency_record",
+        metadata,
+        Column("client_id", String(128), primary_key=True),
+        Column("key", String(255), primary_key=True),
+        Column("fingerprint", LargeBinary(32), nullable=False),
+        Column("status_code", Integer, nullable=True),
+        Column("response_body", LargeBinary, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    )
+
+
+def parse_key(value: str | None, *, required: bool) -> str | None:
+    """Validate the header: 1–255 printable ASCII characters; missing where required → 400."""
+    if value is None:
+        if required:
+            raise BadRequestError(
+                "The Idempotency-Key header is required for this operation.",
+                slug="idempotency-key-missing",
+                title="Idempotency-Key required",
+            )
+        return None
+    if not _KEY.match(value):
+        raise BadRequestError(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters.",
+            slug="idempotency-key-invalid",
+            title="Invalid Idempotency-Key",
+        )
+    return value
+
+
+def fingerprint(method: str, path: str, body: bytes) -> bytes:
+    """SHA-256 over the method, the path and the canonical JSON of the body."""
+    try:
+        canonical = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS) if body else b""
+    except orjson.JSONDecodeError:
+        canonical = body
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).digest()
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """An answer recorded under a key, replayed verbatim."""
+
+    status_code: int
+    body: Any
+
+    def to_response(self) -> Response:
+        return Response(
+            orjson.dumps(self.body),
+            status_code=self.status_code,
+            media_type="application/json",
+            headers={"Idempotency-Replayed": "true"},
+        )
+
+
+@dataclass
+class Claim:
+    """A key claimed by the current transaction; :meth:`Idempotency.finish` records the answer."""
+
+    client_id: str
+    key: str
+
+
+class Idempotency:
+    """Claims keys and records answers in the request's own transaction."""
+
+    def __init__(self, table: Table, *, in_flight_wait_ms: int = 200) -> None:
+        self.table = table
+        self.in_flight_wait_ms = in_flight_wait_ms
+
+    async def begin_request(
+        self, session: AsyncSession, request: Request, *, client_id: str, key: str
+    ) -> Claim | StoredResponse:
+        """:meth:`begin` for a FastAPI request (its method, path and raw body)."""
+        return await self.begin(
+            session,
+            client_id=client_id,
+            key=key,
+            method=request.method,
+            path=request.url.path,
+            body=await request.body(),
+        )
+
+    async def begin(
+        self,
+        session: AsyncSession,
+        *,
+        client_id: str,
+        key: str,
+        method: str,
+        path: str,
+        body: bytes,
+    ) -> Claim | StoredResponse:
+        """Claim ``key`` for this request, or return the stored answer of an earlier one.
+
+        Raises 422 if the key was used with another request, 409 if that request is
+        still in flight.
+        """
+        fp = fingerprint(method, path, body)
+        now = datetime.now(UTC)
+        dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
+        values = {
+            "client_id": client_id,
+            "key": key,
+            "fingerprint": fp,
+            "created_at": now,
+            "expires_at": now + RETENTION,
+        }
+        if dialect == "postgresql":
+            await session.execute(
+                text(f"SET LOCAL lock_timeout = '{int(self.in_flight_wait_ms)}ms'")
+            )
+            stmt: Any = pg_insert(self.table).values(**values).on_conflict_do_nothing()
+        else:
+            stmt = sqlite_insert(self.table).values(**values).on_conflict_do_nothing()
+        try:
+            result = await session.execute(stmt.returning(self.table.c.key))
+        except DBAPIError as exc:
+            if "lock" in str(exc.orig).lower() or "55P03" in str(exc.orig):
+                raise ConflictError(
+                    "A request with this Idempotency-Key is still being processed.",
+                    slug="idempotency-in-flight",
+                    title="Request in flight",
+                    headers={"Retry-After": "1"},
+                ) from None
+            raise
+        if dialect == "postgresql":
+            await session.execute(text("SET LOCAL lock_timeout = 0"))
+        if result.first() is not None:
+            return Claim(client_id, key)
+        row = (
+            await session.execute(
+                select(self.table).where(
+                    self.table.c.client_id == client_id, self.table.c.key == key
+                )
+            )
+        ).one()
+        if row.fingerprint != fp:
+            raise UnprocessableError(
+                "This Idempotency-Key was already used with a different request.",
+                slug="idempotency-key-reused",
+                title="Idempotency-Key reused",
+            )
+        if row.status_code is None:
+            raise ConflictError(
+                "A request with this Idempotency-Key is still being processed.",
+                slug="idempotency-in-flight",
+                title="Request in flight",
+                headers={"Retry-After": "1"},
+            )
+        return StoredResponse(row.status_code, orjson.loads(row.response_body))
+
+    async def finish(
+        self, session: AsyncSession, claim: Claim, *, status_code: int, body: Any
+    ) -> None:
+        """Record the answer of a claimed request (commits with the business write)."""
+        await session.execute(
+            update(self.table)
+            .where(self.table.c.client_id == claim.client_id, self.table.c.key == claim.key)
+            .values(status_code=status_code, response_body=orjson.dumps(body))
+        )
+
+    async def purge_expired(self, session: AsyncSession) -> int:
+        """Delete records past their retention (a periodic job)."""
+        result = await session.execute(
+            delete(self.table).where(self.table.c.expires_at < datetime.now(UTC))
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
