@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from settlement.accounts import router as accounts_router
 from settlement.config import SettlementSettings
-from shared.app import build_service_app
+from settlement.deps import Parts
+from settlement.events import consumer
+from settlement.ledger import router as ledger_router
+from settlement.models import IDEMPOTENCY
+from settlement.policies import router as policies_router
+from settlement.policies.service import PolicyCache
+from settlement.quotes import router as quotes_router
+from settlement.reconciliation import router as reconciliation_router
+from settlement.risk import router as risk_router
+from settlement.settlements import router as settlements_router
+from settlement.telemetry import SettlementMetrics
+from shared.app import Runtime, build_service_app
+from shared.idempotency import Idempotency
 
 KEY_PURPOSES = ()
 
@@ -17,7 +30,12 @@ DESCRIPTION = (
 
 def create_app(settings: SettlementSettings) -> FastAPI:
     """Build the settlement app; nothing is opened until its lifespan starts."""
-    return build_service_app(
+
+    async def start_consumer(runtime: Runtime) -> None:
+        if settings.consume_events:
+            runtime.spawn(consumer.run(runtime, settings), "identity-events")
+
+    app = build_service_app(
         settings=settings,
         service="settlement",
         title="e-SSC settlement service",
@@ -25,8 +43,27 @@ def create_app(settings: SettlementSettings) -> FastAPI:
         key_purposes=KEY_PURPOSES,
         public_key_purposes=KEY_PURPOSES,
         peers=("identity", "issuance"),
-        routers=[],
+        routers=[
+            policies_router.router,
+            quotes_router.router,
+            settlements_router.router,
+            reconciliation_router.router,
+            accounts_router.router,
+            accounts_router.internal,
+            policies_router.admin,
+            accounts_router.admin,
+            risk_router.router,
+            ledger_router.router,
+        ],
+        on_startup=[start_consumer],
     )
+    app.state.parts = Parts(
+        settings=settings,
+        metrics=SettlementMetrics.register(app.state.metrics),
+        policies=PolicyCache(settings.policy_cache_seconds),
+        idempotency=Idempotency(IDEMPOTENCY),
+    )
+    return app
 
 
 def app_from_env() -> FastAPI:

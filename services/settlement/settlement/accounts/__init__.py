@@ -1,0 +1,1 @@
+"""Holders' personal accounts: opening, top-ups, self-service enquiry, the e-card page summary."""

@@ -1,0 +1,1 @@
+"""Consuming identity's event feed: holders opened exactly once."""

@@ -1,0 +1,47 @@
+"""Running a POST under an ``Idempotency-Key`` (required on money routes, accepted elsewhere).
+
+The key is claimed in the request's own transaction before the work; the answer is stored in
+the same transaction after it; a retry gets the stored answer (``Idempotency-Replayed:
+true``), another body under the same key is 422, a retry while the original still runs is 409.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import orjson
+from fastapi import Request
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from settlement.deps import Parts
+from shared.idempotency import StoredResponse, parse_key
+
+
+def json_response(body: object, status_code: int) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+
+
+async def run(
+    request: Request,
+    session: AsyncSession,
+    parts: Parts,
+    *,
+    client_id: str,
+    key_header: str | None,
+    required: bool,
+    status_code: int,
+    work: Callable[[], Awaitable[BaseModel]],
+) -> Response:
+    """Do ``work`` once per (client, key); raises 400 for a missing required key."""
+    key = parse_key(key_header, required=required)
+    if key is None:
+        return json_response((await work()).model_dump(mode="json"), status_code)
+    begun = await parts.idempotency.begin_request(session, request, client_id=client_id, key=key)
+    if isinstance(begun, StoredResponse):
+        parts.metrics.replays.inc()
+        return begun.to_response()
+    body = (await work()).model_dump(mode="json")
+    await parts.idempotency.finish(session, begun, status_code=status_code, body=body)
+    return json_response(body, status_code)

@@ -1,0 +1,169 @@
+"""All SQL of the ledger: accounts, postings, conditional balance updates, the check queries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from settlement.ledger.accounts import AccountSpec
+from settlement.models import Account, LedgerEntry, LedgerTx
+from settlement.sql import insert_for, table
+
+ACCOUNT = table(Account)
+TX = table(LedgerTx)
+ENTRY = table(LedgerEntry)
+
+
+async def ensure_accounts(
+    session: AsyncSession, specs: Sequence[AccountSpec], now: datetime
+) -> None:
+    """Create the accounts that do not exist yet (one statement, no locks on existing rows)."""
+    rows = [
+        {
+            "id": s.id,
+            "kind": s.kind.value,
+            "owner_ref": s.owner_ref,
+            "region_code": s.region_code,
+            "balance_fen": 0 if s.tracked else None,
+            "created_at": now,
+        }
+        for s in specs
+    ]
+    await session.execute(insert_for(session, ACCOUNT).values(rows).on_conflict_do_nothing())
+
+
+async def insert_posting(
+    session: AsyncSession,
+    *,
+    tx_id: str,
+    kind: str,
+    ref: str,
+    legs: Sequence[tuple[str, int]],
+    now: datetime,
+) -> None:
+    """Insert a transaction and its legs (the caller checked they balance)."""
+    await session.execute(TX.insert().values(id=tx_id, kind=kind, ref=ref, posted_at=now))
+    await session.execute(
+        ENTRY.insert().values(
+            [
+                {"tx_id": tx_id, "account_id": acc, "amount_fen": amount, "posted_at": now}
+                for acc, amount in legs
+            ]
+        )
+    )
+
+
+_WITHDRAW = text(
+    "UPDATE account SET balance_fen = balance_fen - :amount "
+    "WHERE id = :id AND balance_fen = :expected AND balance_fen >= :amount "
+    "RETURNING balance_fen"
+)
+_DEPOSIT = text(
+    "UPDATE account SET balance_fen = balance_fen + :amount WHERE id = :id RETURNING balance_fen"
+)
+_BALANCE = text("SELECT balance_fen FROM account WHERE id = :id")
+
+
+async def withdraw_if_unchanged(
+    session: AsyncSession, account_id: str, amount: int, expected: int
+) -> int | None:
+    """Take ``amount`` if the balance is still ``expected`` (and covers it): the new balance.
+
+    The row lock taken here is held to commit; a concurrent writer waits and then sees the
+    new balance, so at most one of two quotes that assumed the same balance goes through.
+    """
+    row = (
+        await session.execute(_WITHDRAW, {"id": account_id, "amount": amount, "expected": expected})
+    ).first()
+    return None if row is None else int(row[0])
+
+
+async def deposit(session: AsyncSession, account_id: str, amount: int) -> int | None:
+    """Add ``amount`` (≥ 0) to a tracked balance; None if there is no such account."""
+    row = (await session.execute(_DEPOSIT, {"id": account_id, "amount": amount})).first()
+    return None if row is None else int(row[0])
+
+
+async def balance(session: AsyncSession, account_id: str) -> int | None:
+    row = (await session.execute(_BALANCE, {"id": account_id})).first()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+CHECKS: dict[str, str] = {
+    "transactions": "SELECT count(*) FROM ledger_tx",
+    "entries": "SELECT count(*) FROM ledger_entry",
+    "accounts": "SELECT count(*) FROM account",
+    "unbalanced_transactions": """
+        SELECT count(*) FROM ledger_tx t
+        WHERE (SELECT count(*) FROM ledger_entry e WHERE e.tx_id = t.id) < 2
+           OR (SELECT coalesce(sum(e.amount_fen), 0) FROM ledger_entry e WHERE e.tx_id = t.id) <> 0
+    """,
+    "negative_balances": """
+        SELECT count(*) FROM account a
+        WHERE a.kind = 'personal' AND (a.balance_fen < 0 OR
+          (SELECT coalesce(sum(e.amount_fen), 0) FROM ledger_entry e WHERE e.account_id = a.id) < 0)
+    """,
+    "balance_mismatches": """
+        SELECT count(*) FROM account a
+        WHERE a.balance_fen IS NOT NULL AND a.balance_fen <>
+          (SELECT coalesce(sum(e.amount_fen), 0) FROM ledger_entry e WHERE e.account_id = a.id)
+    """,
+    "unmatched_settlements": """
+        WITH legs AS (
+  SELECT e.tx_id AS tx_id,
+    sum(CASE WHEN a.kind = 'receivable' THEN e.amount_fen ELSE 0 END) AS receivable,
+    sum(CASE WHEN a.kind = 'personal' THEN e.amount_fen ELSE 0 END) AS personal,
+    sum(CASE WHEN a.kind = 'cash' THEN e.amount_fen ELSE 0 END) AS cash,
+    sum(CASE WHEN a.kind IN ('fund', 'interregion') THEN e.amount_fen ELSE 0 END) AS fund
+  FROM ledger_entry e JOIN account a ON a.id = e.account_id
+  GROUP BY e.tx_id
+        )
+        SELECT count(*) FROM settlement s
+        LEFT JOIN ledger_tx t ON t.kind = 'settlement' AND t.ref = s.id
+        LEFT JOIN legs l ON l.tx_id = t.id
+        WHERE t.id IS NULL OR l.tx_id IS NULL OR l.receivable <> s.total_fen
+           OR -l.personal <> s.account_pay_fen OR -l.cash <> s.cash_pay_fen
+           OR -l.fund <> s.fund_pay_fen
+    """,
+    "unmatched_refunds": """
+        WITH legs AS (
+  SELECT e.tx_id AS tx_id,
+    sum(CASE WHEN a.kind = 'receivable' THEN e.amount_fen ELSE 0 END) AS receivable,
+    sum(CASE WHEN a.kind = 'personal' THEN e.amount_fen ELSE 0 END) AS personal,
+    sum(CASE WHEN a.kind = 'cash' THEN e.amount_fen ELSE 0 END) AS cash,
+    sum(CASE WHEN a.kind IN ('fund', 'interregion') THEN e.amount_fen ELSE 0 END) AS fund
+  FROM ledger_entry e JOIN account a ON a.id = e.account_id
+  GROUP BY e.tx_id
+        )
+        SELECT count(*) FROM refund r
+        JOIN settlement s ON s.id = r.settlement_id
+        LEFT JOIN ledger_tx t ON t.kind = 'refund' AND t.ref = r.id
+        LEFT JOIN legs l ON l.tx_id = t.id
+        WHERE t.id IS NULL OR l.tx_id IS NULL OR -l.receivable <> s.total_fen
+           OR l.personal <> s.account_pay_fen OR l.cash <> s.cash_pay_fen
+           OR l.fund <> s.fund_pay_fen
+    """,
+    "orphan_transactions": """
+        SELECT count(*) FROM ledger_tx t
+        WHERE (t.kind = 'settlement' AND NOT EXISTS (SELECT 1 FROM settlement s WHERE s.id = t.ref))
+           OR (t.kind = 'refund' AND NOT EXISTS (SELECT 1 FROM refund r WHERE r.id = t.ref))
+    """,
+    "annual_total_mismatches": """
+        SELECT count(*) FROM holder_year y
+        WHERE y.fund_paid_fen <> (
+          SELECT coalesce(sum(s.fund_pay_fen), 0) FROM settlement s
+          WHERE s.holder_ref = y.holder_ref AND s.year = y.year
+            AND NOT EXISTS (SELECT 1 FROM refund r WHERE r.settlement_id = s.id))
+    """,
+}
+
+
+async def run_checks(session: AsyncSession) -> dict[str, int]:
+    """Each check's count (full scans: an operator's tool, not a request path)."""
+    out: dict[str, int] = {}
+    for name, sql in CHECKS.items():
+        out[name] = int((await session.execute(text(sql))).scalar_one())
+    return out

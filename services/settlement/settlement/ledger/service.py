@@ -1,0 +1,74 @@
+"""Posting balanced transactions and checking the books.
+
+Every posting goes through :func:`post`, which refuses (in code, on every database) a
+transaction that does not sum to zero or has fewer than two legs; PostgreSQL checks the same
+again at COMMIT with a deferred constraint trigger, so not even a bug here can commit
+unbalanced books there.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from settlement.ledger import repository
+from settlement.ledger.accounts import AccountSpec
+from settlement.ledger.schemas import LedgerCheck
+
+
+class UnbalancedPostingError(RuntimeError):
+    """A programming error: legs that do not sum to zero (never a client's fault)."""
+
+
+def new_tx_id() -> str:
+    return "tx_" + secrets.token_urlsafe(18)
+
+
+def legs_of(pairs: Sequence[tuple[AccountSpec, int]]) -> list[tuple[str, int]]:
+    """Merge legs per account and drop zero amounts; keeps the first-seen account order."""
+    merged: dict[str, int] = {}
+    for spec, amount in pairs:
+        merged[spec.id] = merged.get(spec.id, 0) + amount
+    return [(acc, amount) for acc, amount in merged.items() if amount != 0]
+
+
+async def post(
+    session: AsyncSession,
+    *,
+    kind: str,
+    ref: str,
+    legs: Sequence[tuple[AccountSpec, int]],
+    now: datetime,
+    ensure: bool = True,
+) -> str:
+    """Post one balanced transaction; returns its id.
+
+    ``legs`` are (account, signed fen). Accounts missing so far are created (``ensure``).
+    Tracked balances are NOT touched here: callers update them with the conditional updates
+    of :mod:`settlement.ledger.repository` first, under the fixed lock order.
+    Raises :class:`UnbalancedPostingError` for legs that do not balance.
+    """
+    merged = legs_of(legs)
+    if sum(a for _, a in merged) != 0 or len(merged) < 2:
+        raise UnbalancedPostingError(f"{kind} {ref}: legs do not balance")
+    if ensure:
+        seen = {spec.id: spec for spec, _ in legs}
+        await repository.ensure_accounts(session, list(seen.values()), now)
+    tx_id = new_tx_id()
+    await repository.insert_posting(session, tx_id=tx_id, kind=kind, ref=ref, legs=merged, now=now)
+    return tx_id
+
+
+async def check(session: AsyncSession, *, now: datetime) -> LedgerCheck:
+    """Run every check over the whole ledger (an operator's tool; full scans)."""
+    counts = await repository.run_checks(session)
+    problems = sum(v for k, v in counts.items() if k not in ("transactions", "entries", "accounts"))
+    return LedgerCheck(
+        balanced=problems == 0,
+        problems=problems,
+        checked_at=now,
+        **counts,
+    )

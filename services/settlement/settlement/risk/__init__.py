@@ -1,0 +1,1 @@
+"""Automated risk control: explainable rules on every quote and settlement, alerts for ops."""

@@ -1,0 +1,159 @@
+"""All SQL of the risk rules: the context in one round trip, profiles, failures, alerts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Float, String, bindparam, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from settlement.models import RiskAlert, RiskFailure, UTCDateTime
+from settlement.risk.rules import Stats
+from settlement.sql import AnyRow, table
+
+ALERT = table(RiskAlert)
+FAILURE = table(RiskFailure)
+
+_CONTEXT = (
+    text(
+        """
+    SELECT
+      (SELECT n FROM risk_profile WHERE subject = :hs) AS h_n,
+      (SELECT mean FROM risk_profile WHERE subject = :hs) AS h_mean,
+      (SELECT m2 FROM risk_profile WHERE subject = :hs) AS h_m2,
+      (SELECT n FROM risk_profile WHERE subject = :ps) AS p_n,
+      (SELECT mean FROM risk_profile WHERE subject = :ps) AS p_mean,
+      (SELECT m2 FROM risk_profile WHERE subject = :ps) AS p_m2,
+      (SELECT count(*) FROM settlement
+        WHERE holder_ref = :holder AND settled_at >= :day_start) AS today,
+      (SELECT count(*) FROM risk_failure
+        WHERE holder_ref = :holder AND at >= :since) AS failures,
+      (SELECT treatment_region FROM settlement WHERE holder_ref = :holder
+        ORDER BY settled_at DESC LIMIT 1) AS last_region,
+      (SELECT max(settled_at) FROM settlement WHERE holder_ref = :holder) AS last_at
+    """
+    )
+    .bindparams(
+        bindparam("day_start", type_=UTCDateTime()), bindparam("since", type_=UTCDateTime())
+    )
+    .columns(
+        h_n=BigInteger(),
+        h_mean=Float(),
+        h_m2=Float(),
+        p_n=BigInteger(),
+        p_mean=Float(),
+        p_m2=Float(),
+        today=BigInteger(),
+        failures=BigInteger(),
+        last_region=String(),
+        last_at=UTCDateTime(),
+    )
+)
+
+
+def holder_subject(holder_ref: str) -> str:
+    return "h:" + holder_ref
+
+
+def hospital_subject(client_id: str) -> str:
+    return "p:" + client_id
+
+
+async def context(
+    session: AsyncSession,
+    *,
+    holder_ref: str,
+    hospital_client_id: str,
+    day_start: datetime,
+    failures_since: datetime,
+) -> tuple[Stats, Stats, int, int, tuple[str, datetime] | None]:
+    """(holder stats, hospital stats, settled today, recent failures, last settlement)."""
+    row = (
+        await session.execute(
+            _CONTEXT,
+            {
+                "hs": holder_subject(holder_ref),
+                "ps": hospital_subject(hospital_client_id),
+                "holder": holder_ref,
+                "day_start": day_start,
+                "since": failures_since,
+            },
+        )
+    ).one()
+    holder = Stats(int(row.h_n or 0), float(row.h_mean or 0.0), float(row.h_m2 or 0.0))
+    hospital = Stats(int(row.p_n or 0), float(row.p_mean or 0.0), float(row.p_m2 or 0.0))
+    last = (row.last_region, row.last_at) if row.last_at is not None else None
+    return holder, hospital, int(row.today), int(row.failures), last
+
+
+_WELFORD = text(
+    """
+    INSERT INTO risk_profile (subject, n, mean, m2) VALUES (:s1, 1, :x, 0), (:s2, 1, :x, 0)
+    ON CONFLICT (subject) DO UPDATE SET
+      n = risk_profile.n + 1,
+      mean = risk_profile.mean + (excluded.mean - risk_profile.mean) / (risk_profile.n + 1),
+      m2 = risk_profile.m2 + (excluded.mean - risk_profile.mean) * (excluded.mean -
+           (risk_profile.mean + (excluded.mean - risk_profile.mean) / (risk_profile.n + 1)))
+    """
+)
+
+
+async def observe_amount(
+    session: AsyncSession, holder_ref: str, hospital_client_id: str, amount_fen: int
+) -> None:
+    """Welford's update of both profiles in one statement (holder row first: a fixed order)."""
+    await session.execute(
+        _WELFORD,
+        {
+            "s1": holder_subject(holder_ref),
+            "s2": hospital_subject(hospital_client_id),
+            "x": float(amount_fen),
+        },
+    )
+
+
+async def add_failure(
+    session: AsyncSession, holder_ref: str, hospital_client_id: str, kind: str, at: datetime
+) -> None:
+    await session.execute(
+        FAILURE.insert().values(
+            holder_ref=holder_ref, hospital_client_id=hospital_client_id, kind=kind, at=at
+        )
+    )
+
+
+async def add_alert(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(ALERT.insert().values(**values))
+
+
+async def list_alerts(
+    session: AsyncSession, *, status: str | None, after: tuple[datetime, str] | None, limit: int
+) -> list[AnyRow]:
+    """Alerts newest first, keyset-paginated on (created_at, id)."""
+    stmt = select(ALERT).order_by(ALERT.c.created_at.desc(), ALERT.c.id.desc()).limit(limit)
+    if status is not None:
+        stmt = stmt.where(ALERT.c.status == status)
+    if after is not None:
+        at, alert_id = after
+        stmt = stmt.where(
+            (ALERT.c.created_at < at) | ((ALERT.c.created_at == at) & (ALERT.c.id < alert_id))
+        )
+    return list((await session.execute(stmt)).all())
+
+
+async def resolve_alert(
+    session: AsyncSession, alert_id: str, *, by: str, resolution: str, at: datetime
+) -> AnyRow | None:
+    """Mark an open alert resolved; None if it is not open (or does not exist)."""
+    stmt = (
+        update(ALERT)
+        .where(ALERT.c.id == alert_id, ALERT.c.status == "open")
+        .values(status="resolved", resolved_at=at, resolved_by=by, resolution=resolution)
+        .returning(*ALERT.c)
+    )
+    return (await session.execute(stmt)).first()
+
+
+async def get_alert(session: AsyncSession, alert_id: str) -> AnyRow | None:
+    return (await session.execute(select(ALERT).where(ALERT.c.id == alert_id))).first()
