@@ -255,6 +255,8 @@ async def test_scope_and_kind_matrix(stub: Stub, make_gateway: Any) -> None:
                 assert resp.status_code == 403, (route.template, kind)
                 assert resp.json()["detail"] == "This client kind may not use this operation."
             checked += 1
+        if not route.scopes:
+            continue
         # The right kind without the route's scope is refused too.
         kind = next(iter(route.kinds))
         others = " ".join(sorted(set(KIND_SCOPES[kind].split()) - route.scopes)) or "none"
