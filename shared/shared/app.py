@@ -102,7 +102,12 @@ class ServiceApp(FastAPI):
 
 
 def _peer_url(settings: ServiceSettings, peer: str) -> str:
+    """All replicas of a peer, comma-separated, as configured."""
     return str(getattr(settings, f"{peer}_url"))
+
+
+def _first_url(urls: str) -> str:
+    return urls.split(",", 1)[0].strip()
 
 
 def health_router() -> APIRouter:
@@ -294,7 +299,7 @@ def build_service_app(
         jwks_http = httpx.AsyncClient(timeout=2.0, follow_redirects=False)
         jwks: dict[str, JwksCache] = {
             GATEWAY_ISSUER: JwksCache(
-                settings.gateway_url + "/internal/jwks.json",
+                _first_url(settings.gateway_url) + "/internal/jwks.json",
                 client=jwks_http,
                 ttl=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_seconds,
@@ -302,7 +307,7 @@ def build_service_app(
         }
         for peer in peers:
             jwks[service_urn(peer)] = JwksCache(
-                _peer_url(settings, peer) + "/internal/jwks.json",
+                _first_url(_peer_url(settings, peer)) + "/internal/jwks.json",
                 client=jwks_http,
                 ttl=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_seconds,
