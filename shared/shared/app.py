@@ -37,6 +37,7 @@ from shared.auth import (
 )
 from shared.db import Database, install_db_error_handler, make_engine
 from shared.http import ServiceClient, new_session
+from shared.keyrotation import rotation_router
 from shared.logs import configure_logging
 from shared.metrics import Metrics
 from shared.problems import install_problem_handlers, problem_response
@@ -390,6 +391,7 @@ def build_service_app(
     app.include_router(health_router())
     app.include_router(jwks_router(public_key_purposes))
     app.include_router(internal_router())
+    app.include_router(rotation_router())
     for router in routers:
         app.include_router(router)
     return app
