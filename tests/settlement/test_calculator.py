@@ -91,7 +91,8 @@ def test_cap_reached_in_the_middle_of_the_bill() -> None:
     assert second.fund_pay == 10_000  # only 100.00 of the cap was left
     assert split.totals.fund_pay == 100_000
     assert split.cap_reached
-    assert "annual cap" in second.reason and "annual cap" not in first.reason
+    assert "annual cap" in second.reason
+    assert "annual cap" not in first.reason
     assert split.totals.cash_pay == 200_000
 
 

@@ -104,6 +104,7 @@ class Api:
     ) -> str:
         """A holder.upserted event through the feed, consumed once."""
         ref = holder_ref or new_ref()
+        self.stub.add_ecard(ref, "partner-1", region)
         self.stub.add_event(
             "holder.upserted",
             {

@@ -166,17 +166,28 @@ class PeerStub:
         )
         with self.lock:
             self.tokens[token] = StubToken(info)
-            self.ecards.setdefault(
-                ecard,
-                EcardRef(
-                    ecard_id=ecard,
-                    holder_ref=holder_ref,
-                    partner_client_id=partner_client_id,
-                    status=EcardStatus.ACTIVE,
-                    insured_region=insured_region,
-                ),
-            )
+        if ecard not in self.ecards:
+            self.add_ecard(holder_ref, partner_client_id, insured_region, ecard)
         return token
+
+    def add_ecard(
+        self,
+        holder_ref: str,
+        partner_client_id: str,
+        insured_region: str,
+        ecard_id: str | None = None,
+    ) -> str:
+        """Register an e-card of a holder in a partner app; returns its id."""
+        ecard = ecard_id or f"ec_{holder_ref}_{partner_client_id}"
+        with self.lock:
+            self.ecards[ecard] = EcardRef(
+                ecard_id=ecard,
+                holder_ref=holder_ref,
+                partner_client_id=partner_client_id,
+                status=EcardStatus.ACTIVE,
+                insured_region=insured_region,
+            )
+        return ecard
 
     def add_event(self, type_: str, payload: dict[str, Any]) -> int:
         """Append an event to identity's feed; returns its seq."""

@@ -5,14 +5,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from settlement.policies.schemas import AgeBand, VisitType
 from settlement.risk.schemas import RiskRead
-from shared.money import Fen, FenOut, Quantity
+from shared.money import Fen, FenOut, Quantity, parse_fen
 from shared.validation import CleanStr, RequestModel, ShortText
 
 Code = Annotated[CleanStr, Field(min_length=1, max_length=64)]
+
+
+def _stored_fen(value: object) -> object:
+    """Stored answers hold the wire's strings: read ``"12.30"`` back as 1230 fen."""
+    if isinstance(value, str):
+        return -parse_fen(value[1:]) if value.startswith("-") else parse_fen(value)
+    return value
+
+
+Money = Annotated[FenOut, BeforeValidator(_stored_fen)]
+"""A response amount that also reads back from a stored answer (int fen or the wire string)."""
 
 
 class Visit(RequestModel):
@@ -45,16 +56,16 @@ class QuoteCreate(RequestModel):
 class TotalsRead(BaseModel):
     """The split in yuan; ``fund_pay + account_pay + cash_pay == total`` exactly."""
 
-    total: FenOut
-    fully_self_paid: FenOut
-    over_cap: FenOut
-    class_b_self_pay: FenOut
-    in_scope: FenOut
-    deductible: FenOut
-    fund_pay: FenOut
+    total: Money
+    fully_self_paid: Money
+    over_cap: Money
+    class_b_self_pay: Money
+    in_scope: Money
+    deductible: Money
+    fund_pay: Money
     fund_ratio: str = Field(examples=["0.8500"])
-    account_pay: FenOut
-    cash_pay: FenOut
+    account_pay: Money
+    cash_pay: Money
 
 
 class LineRead(BaseModel):
@@ -63,16 +74,16 @@ class LineRead(BaseModel):
     code: str
     name: str
     category: Literal["A", "B", "C"]
-    amount: FenOut
-    self_paid: FenOut = Field(description="Fully self-paid + over the price cap + class-B share.")
-    fully_self_paid: FenOut
-    over_cap: FenOut
-    class_b_self_pay: FenOut
-    in_scope: FenOut
-    deductible: FenOut
-    fund_pay: FenOut
-    account_pay: FenOut
-    cash_pay: FenOut
+    amount: Money
+    self_paid: Money = Field(description="Fully self-paid + over the price cap + class-B share.")
+    fully_self_paid: Money
+    over_cap: Money
+    class_b_self_pay: Money
+    in_scope: Money
+    deductible: Money
+    fund_pay: Money
+    account_pay: Money
+    cash_pay: Money
     reason: str
 
 
