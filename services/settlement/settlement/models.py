@@ -183,7 +183,7 @@ class Quote(Base):
     partner_client_id: Mapped[str] = mapped_column(String(128))
     holder_ref: Mapped[str] = mapped_column(String(64))
     insured_region: Mapped[str] = mapped_column(String(6))
-    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id"))
+    policy_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("policy.id"))
     year: Mapped[int] = mapped_column(Integer)
     visit_type: Mapped[str] = mapped_column(String(16))
     cross_region: Mapped[bool] = mapped_column(Boolean)

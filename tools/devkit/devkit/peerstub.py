@@ -159,7 +159,7 @@ class PeerStub:
             insured_region=insured_region,
             insurance_type=insurance_type,
             birth_date=birth_date,
-            gender=gender,  # type: ignore[arg-type]
+            gender=gender,
             sign_level=sign_level,
             ecard_status=EcardStatus.ACTIVE,
             expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
