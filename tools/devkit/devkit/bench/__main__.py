@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from devkit.bench import forwarding
+from devkit.bench import forwarding, settlement
 from devkit.bench.core import Row, render_table, rows_as_json
 from devkit.cluster import (
     Cluster,
@@ -28,7 +28,10 @@ from devkit.cluster import (
 )
 
 Scenario = Callable[..., list[Row]]
-SCENARIOS: dict[str, Scenario] = {"forwarding": forwarding.run}
+SCENARIOS: dict[str, Scenario] = {
+    "forwarding": forwarding.run,
+    "settle-direct": settlement.run_direct,
+}
 
 
 def _pg_url() -> str | None:
