@@ -17,16 +17,17 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import BigInteger, ForeignKey, String, insert, select, text, update
+from sqlalchemy import BigInteger, ForeignKey, String, Table, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA = """
-CREATE TABLE b_idem (client_id text, key text, status int, body bytea, PRIMARY KEY (client_id, key));
+CREATE TABLE b_idem (client_id text, key text, status int, body bytea,
+                     PRIMARY KEY (client_id, key));
 CREATE TABLE b_quote (id text PRIMARY KEY, holder text, amount bigint, assumed bigint);
 CREATE TABLE b_settlement (id text PRIMARY KEY, quote_id text UNIQUE, amount bigint);
 CREATE TABLE b_year (holder text PRIMARY KEY, fund_paid bigint NOT NULL);
@@ -123,8 +124,10 @@ def _legs(holder: str) -> list[tuple[str, int]]:
 
 async def core_settle(maker: async_sessionmaker[AsyncSession], i: int) -> None:
     quote_id, holder, sid = _ids(i)
-    t = {m.__tablename__: m.__table__ for m in (Idem, QuoteRow, SettlementRow, Year, AccountRow,
-                                                 Tx, Entry)}  # fmt: skip
+    t: dict[str, Table] = {
+        m.__tablename__: cast(Table, m.__table__)
+        for m in (Idem, QuoteRow, SettlementRow, Year, AccountRow, Tx, Entry)
+    }
     async with maker() as s, s.begin():
         await s.execute(pg_insert(t["b_idem"]).values(client_id="c", key=sid)
                         .on_conflict_do_nothing().returning(t["b_idem"].c.key))  # fmt: skip

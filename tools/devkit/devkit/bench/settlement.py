@@ -48,9 +48,17 @@ async def _direct(settle: str, stub: str, duration: float, warmup: float) -> tup
     async with aiohttp.ClientSession() as http:
         holders = [f"bench_{i}_{time.time_ns()}" for i in range(HOSPITALS)]
         for ref in holders:
-            await _post(http, stub + "/_stub/events", {"type": "holder.upserted", "payload": {
-                "holder_ref": ref, "insured_region": "310000", "insurance_type": "employee",
-                "birth_date": "1980-01-01", "gender": "male", "opening_balance_fen": 10**10}})  # fmt: skip
+            payload = {
+                "holder_ref": ref,
+                "insured_region": "310000",
+                "insurance_type": "employee",
+                "birth_date": "1980-01-01",
+                "gender": "male",
+                "opening_balance_fen": 10**10,
+            }
+            await _post(
+                http, stub + "/_stub/events", {"type": "holder.upserted", "payload": payload}
+            )
         await asyncio.sleep(1.5)  # the consumer polls the feed
         tally = Tally()
         measuring = [False]
