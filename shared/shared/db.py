@@ -127,6 +127,31 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under ``session``, inside the session's open transaction.
+
+    For hot paths that measured SQLAlchemy's per-statement cost too high (see the settlement
+    README): statements sent here commit or roll back with the session. The transaction is
+    begun through the SQLAlchemy adapter if it was not yet, so nothing ever autocommits.
+    Cached per session transaction. PostgreSQL (asyncpg) only.
+    """
+    sync = session.sync_session
+    tx = sync.get_transaction()
+    cached = session.info.get("essc_driver")
+    if cached is not None and tx is not None and cached[0] is tx:
+        return cached[1]
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    adapted: Any = raw.dbapi_connection
+    if getattr(adapted, "_transaction", True) is None:
+        await adapted._start_transaction()  # what the adapter itself does before a statement
+    driver = raw.driver_connection
+    if driver is None or not driver.is_in_transaction():
+        raise RuntimeError("no transaction open on the driver connection")
+    session.info["essc_driver"] = (sync.get_transaction(), driver)
+    return driver
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """True for failures of the database connection itself (not of a statement's logic)."""
     if isinstance(exc, PoolTimeoutError | ConnectionError | OSError):

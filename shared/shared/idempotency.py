@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import Request
 from sqlalchemy import (
@@ -35,15 +36,13 @@ from sqlalchemy import (
     Table,
     delete,
     select,
-    text,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
+from shared.db import driver_connection
 from shared.problems import BadRequestError, ConflictError, UnprocessableError
 
 KEY_HEADER = "Idempotency-Key"
@@ -110,6 +109,13 @@ class StoredResponse:
         )
 
 
+@dataclass(frozen=True)
+class _Stored:
+    fingerprint: bytes
+    status_code: int | None
+    response_body: bytes | None
+
+
 @dataclass
 class Claim:
     """A key claimed by the current transaction; :meth:`Idempotency.finish` records the answer."""
@@ -118,10 +124,26 @@ class Claim:
     key: str
 
 
+_PG_CLAIM = (
+    "INSERT INTO idempotency_record (client_id, key, fingerprint, created_at, expires_at) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING key"
+)
+_PG_READ = (
+    "SELECT fingerprint, status_code, response_body FROM idempotency_record "
+    "WHERE client_id = $1 AND key = $2"
+)
+_PG_FINISH = (
+    "UPDATE idempotency_record SET status_code = $1, response_body = $2 "
+    "WHERE client_id = $3 AND key = $4"
+)
+
+
 class Idempotency:
     """Claims keys and records answers in the request's own transaction."""
 
     def __init__(self, table: Table, *, in_flight_wait_ms: int = 200) -> None:
+        if table.name != "idempotency_record":
+            raise ValueError("use idempotency_table(metadata)")
         self.table = table
         self.in_flight_wait_ms = in_flight_wait_ms
 
@@ -164,34 +186,23 @@ class Idempotency:
             "expires_at": now + RETENTION,
         }
         if dialect == "postgresql":
-            await session.execute(
-                text(f"SET LOCAL lock_timeout = '{int(self.in_flight_wait_ms)}ms'")
-            )
-            stmt: Any = pg_insert(self.table).values(**values).on_conflict_do_nothing()
+            claimed, row = await self._claim_pg(session, values)
         else:
             stmt = sqlite_insert(self.table).values(**values).on_conflict_do_nothing()
-        try:
             result = await session.execute(stmt.returning(self.table.c.key))
-        except DBAPIError as exc:
-            if "lock" in str(exc.orig).lower() or "55P03" in str(exc.orig):
-                raise ConflictError(
-                    "A request with this Idempotency-Key is still being processed.",
-                    slug="idempotency-in-flight",
-                    title="Request in flight",
-                    headers={"Retry-After": "1"},
-                ) from None
-            raise
-        if dialect == "postgresql":
-            await session.execute(text("SET LOCAL lock_timeout = 0"))
-        if result.first() is not None:
+            claimed = result.first() is not None
+            row = None
+            if not claimed:
+                row = (
+                    await session.execute(
+                        select(self.table).where(
+                            self.table.c.client_id == client_id, self.table.c.key == key
+                        )
+                    )
+                ).one()
+        if claimed:
             return Claim(client_id, key)
-        row = (
-            await session.execute(
-                select(self.table).where(
-                    self.table.c.client_id == client_id, self.table.c.key == key
-                )
-            )
-        ).one()
+        assert row is not None
         if row.fingerprint != fp:
             raise UnprocessableError(
                 "This Idempotency-Key was already used with a different request.",
@@ -207,14 +218,59 @@ class Idempotency:
             )
         return StoredResponse(row.status_code, orjson.loads(row.response_body))
 
+    async def _claim_pg(
+        self, session: AsyncSession, values: dict[str, Any]
+    ) -> tuple[bool, Any | None]:
+        """The claim on PostgreSQL, on the driver connection (SQLAlchemy's per-statement cost
+        is most of a settlement's; see the settlement README). A claim held by another open
+        transaction is waited on at most ``in_flight_wait_ms``."""
+        conn = await driver_connection(session)
+        try:
+            await conn.execute(f"SET LOCAL lock_timeout = '{int(self.in_flight_wait_ms)}ms'")
+            claimed = await conn.fetchval(
+                _PG_CLAIM,
+                values["client_id"],
+                values["key"],
+                values["fingerprint"],
+                values["created_at"],
+                values["expires_at"],
+            )
+        except asyncpg.LockNotAvailableError:
+            raise ConflictError(
+                "A request with this Idempotency-Key is still being processed.",
+                slug="idempotency-in-flight",
+                title="Request in flight",
+                headers={"Retry-After": "1"},
+            ) from None
+        await conn.execute("SET LOCAL lock_timeout = 0")
+        if claimed is not None:
+            return True, None
+        row = await conn.fetchrow(
+            _PG_READ,
+            values["client_id"],
+            values["key"],
+        )
+        return False, _Stored(row["fingerprint"], row["status_code"], row["response_body"])
+
     async def finish(
         self, session: AsyncSession, claim: Claim, *, status_code: int, body: Any
     ) -> None:
         """Record the answer of a claimed request (commits with the business write)."""
+        encoded = orjson.dumps(body)
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            conn = await driver_connection(session)
+            await conn.execute(
+                _PG_FINISH,
+                status_code,
+                encoded,
+                claim.client_id,
+                claim.key,
+            )
+            return
         await session.execute(
             update(self.table)
             .where(self.table.c.client_id == claim.client_id, self.table.c.key == claim.key)
-            .values(status_code=status_code, response_body=orjson.dumps(body))
+            .values(status_code=status_code, response_body=encoded)
         )
 
     async def purge_expired(self, session: AsyncSession) -> int:

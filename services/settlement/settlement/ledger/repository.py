@@ -8,9 +8,12 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from settlement import rawsql
 from settlement.ledger.accounts import AccountSpec
 from settlement.models import Account, LedgerEntry, LedgerTx
+from settlement.rawsql import Statement
 from settlement.sql import insert_for, table
+from shared.db import driver_connection
 
 ACCOUNT = table(Account)
 TX = table(LedgerTx)
@@ -56,15 +59,31 @@ async def insert_posting(
     )
 
 
-_WITHDRAW = text(
-    "UPDATE account SET balance_fen = balance_fen - :amount "
-    "WHERE id = :id AND balance_fen = :expected AND balance_fen >= :amount "
-    "RETURNING balance_fen"
+_WITHDRAW = Statement(
+    "UPDATE account SET balance_fen = balance_fen - $2 "
+    "WHERE id = $1 AND balance_fen = $3 AND balance_fen >= $2 RETURNING balance_fen"
 )
-_DEPOSIT = text(
-    "UPDATE account SET balance_fen = balance_fen + :amount WHERE id = :id RETURNING balance_fen"
+_DEPOSIT = Statement(
+    "UPDATE account SET balance_fen = balance_fen + $2 WHERE id = $1 RETURNING balance_fen"
 )
 _BALANCE = text("SELECT balance_fen FROM account WHERE id = :id")
+
+# Accounts, the transaction and its legs in one round trip (PostgreSQL). The foreign keys of
+# the legs are checked at the end of the statement, when the sibling inserts are visible.
+_POST_PG = """
+WITH acc AS (
+  INSERT INTO account (id, kind, owner_ref, region_code, balance_fen, created_at)
+  SELECT a.id, a.kind, a.owner_ref, a.region_code, a.balance_fen, $4
+  FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[])
+    AS a(id, kind, owner_ref, region_code, balance_fen)
+  ON CONFLICT DO NOTHING
+), tx AS (
+  INSERT INTO ledger_tx (id, kind, ref, posted_at) VALUES ($1, $2, $3, $4)
+)
+INSERT INTO ledger_entry (tx_id, account_id, amount_fen, posted_at)
+SELECT $1, l.account_id, l.amount_fen, $4
+FROM unnest($10::text[], $11::bigint[]) AS l(account_id, amount_fen)
+"""
 
 
 async def withdraw_if_unchanged(
@@ -75,16 +94,42 @@ async def withdraw_if_unchanged(
     The row lock taken here is held to commit; a concurrent writer waits and then sees the
     new balance, so at most one of two quotes that assumed the same balance goes through.
     """
-    row = (
-        await session.execute(_WITHDRAW, {"id": account_id, "amount": amount, "expected": expected})
-    ).first()
-    return None if row is None else int(row[0])
+    row = await rawsql.fetchrow(session, _WITHDRAW, account_id, amount, expected)
+    return None if row is None else int(row["balance_fen"])
 
 
 async def deposit(session: AsyncSession, account_id: str, amount: int) -> int | None:
     """Add ``amount`` (≥ 0) to a tracked balance; None if there is no such account."""
-    row = (await session.execute(_DEPOSIT, {"id": account_id, "amount": amount})).first()
-    return None if row is None else int(row[0])
+    row = await rawsql.fetchrow(session, _DEPOSIT, account_id, amount)
+    return None if row is None else int(row["balance_fen"])
+
+
+async def post_pg(
+    session: AsyncSession,
+    *,
+    tx_id: str,
+    kind: str,
+    ref: str,
+    specs: Sequence[AccountSpec],
+    legs: Sequence[tuple[str, int]],
+    now: datetime,
+) -> None:
+    """Create missing accounts, the transaction and its legs in one statement (PostgreSQL)."""
+    conn = await driver_connection(session)
+    await conn.execute(
+        _POST_PG,
+        tx_id,
+        kind,
+        ref,
+        now,
+        [s.id for s in specs],
+        [s.kind.value for s in specs],
+        [s.owner_ref for s in specs],
+        [s.region_code for s in specs],
+        [0 if s.tracked else None for s in specs],
+        [acc for acc, _ in legs],
+        [amount for _, amount in legs],
+    )
 
 
 async def balance(session: AsyncSession, account_id: str) -> int | None:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from settlement.ledger import repository
 from settlement.ledger.accounts import AccountSpec
 from settlement.ledger.schemas import LedgerCheck
+from settlement.sql import is_postgres
 
 
 class UnbalancedPostingError(RuntimeError):
@@ -54,10 +55,15 @@ async def post(
     merged = legs_of(legs)
     if sum(a for _, a in merged) != 0 or len(merged) < 2:
         raise UnbalancedPostingError(f"{kind} {ref}: legs do not balance")
-    if ensure:
-        seen = {spec.id: spec for spec, _ in legs}
-        await repository.ensure_accounts(session, list(seen.values()), now)
+    specs = list({spec.id: spec for spec, _ in legs}.values()) if ensure else []
     tx_id = new_tx_id()
+    if is_postgres(session):
+        await repository.post_pg(
+            session, tx_id=tx_id, kind=kind, ref=ref, specs=specs, legs=merged, now=now
+        )
+        return tx_id
+    if specs:
+        await repository.ensure_accounts(session, specs, now)
     await repository.insert_posting(session, tx_id=tx_id, kind=kind, ref=ref, legs=merged, now=now)
     return tx_id
 

@@ -1,54 +1,41 @@
-"""All SQL of the risk rules: the context in one round trip, profiles, failures, alerts."""
+"""All SQL of the risk rules: the context in one round trip, profiles, failures, alerts.
+
+The context read and the profile update run on every quote and settlement (raw statements,
+see :mod:`settlement.rawsql`); alerts and failures are rare and use SQLAlchemy Core.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, String, bindparam, select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from settlement.models import RiskAlert, RiskFailure, UTCDateTime
+from settlement import rawsql
+from settlement.models import RiskAlert, RiskFailure
+from settlement.rawsql import Statement
 from settlement.risk.rules import Stats
 from settlement.sql import AnyRow, table
 
 ALERT = table(RiskAlert)
 FAILURE = table(RiskFailure)
 
-_CONTEXT = (
-    text(
-        """
-    SELECT
-      (SELECT n FROM risk_profile WHERE subject = :hs) AS h_n,
-      (SELECT mean FROM risk_profile WHERE subject = :hs) AS h_mean,
-      (SELECT m2 FROM risk_profile WHERE subject = :hs) AS h_m2,
-      (SELECT n FROM risk_profile WHERE subject = :ps) AS p_n,
-      (SELECT mean FROM risk_profile WHERE subject = :ps) AS p_mean,
-      (SELECT m2 FROM risk_profile WHERE subject = :ps) AS p_m2,
-      (SELECT count(*) FROM settlement
-        WHERE holder_ref = :holder AND settled_at >= :day_start) AS today,
-      (SELECT count(*) FROM risk_failure
-        WHERE holder_ref = :holder AND at >= :since) AS failures,
-      (SELECT treatment_region FROM settlement WHERE holder_ref = :holder
-        ORDER BY settled_at DESC LIMIT 1) AS last_region,
-      (SELECT max(settled_at) FROM settlement WHERE holder_ref = :holder) AS last_at
+_CONTEXT = Statement(
     """
-    )
-    .bindparams(
-        bindparam("day_start", type_=UTCDateTime()), bindparam("since", type_=UTCDateTime())
-    )
-    .columns(
-        h_n=BigInteger(),
-        h_mean=Float(),
-        h_m2=Float(),
-        p_n=BigInteger(),
-        p_mean=Float(),
-        p_m2=Float(),
-        today=BigInteger(),
-        failures=BigInteger(),
-        last_region=String(),
-        last_at=UTCDateTime(),
-    )
+    SELECT
+      (SELECT n FROM risk_profile WHERE subject = $1) AS h_n,
+      (SELECT mean FROM risk_profile WHERE subject = $1) AS h_mean,
+      (SELECT m2 FROM risk_profile WHERE subject = $1) AS h_m2,
+      (SELECT n FROM risk_profile WHERE subject = $2) AS p_n,
+      (SELECT mean FROM risk_profile WHERE subject = $2) AS p_mean,
+      (SELECT m2 FROM risk_profile WHERE subject = $2) AS p_m2,
+      (SELECT count(*) FROM settlement WHERE holder_ref = $3 AND settled_at >= $4) AS today,
+      (SELECT count(*) FROM risk_failure WHERE holder_ref = $3 AND at >= $5) AS failures,
+      (SELECT treatment_region FROM settlement WHERE holder_ref = $3
+        ORDER BY settled_at DESC LIMIT 1) AS last_region,
+      (SELECT max(settled_at) FROM settlement WHERE holder_ref = $3) AS last_at
+    """
 )
 
 
@@ -69,27 +56,27 @@ async def context(
     failures_since: datetime,
 ) -> tuple[Stats, Stats, int, int, tuple[str, datetime] | None]:
     """(holder stats, hospital stats, settled today, recent failures, last settlement)."""
-    row = (
-        await session.execute(
-            _CONTEXT,
-            {
-                "hs": holder_subject(holder_ref),
-                "ps": hospital_subject(hospital_client_id),
-                "holder": holder_ref,
-                "day_start": day_start,
-                "since": failures_since,
-            },
-        )
-    ).one()
-    holder = Stats(int(row.h_n or 0), float(row.h_mean or 0.0), float(row.h_m2 or 0.0))
-    hospital = Stats(int(row.p_n or 0), float(row.p_mean or 0.0), float(row.p_m2 or 0.0))
-    last = (row.last_region, row.last_at) if row.last_at is not None else None
-    return holder, hospital, int(row.today), int(row.failures), last
+    row = await rawsql.fetchrow(
+        session,
+        _CONTEXT,
+        holder_subject(holder_ref),
+        hospital_subject(hospital_client_id),
+        holder_ref,
+        day_start,
+        failures_since,
+    )
+    assert row is not None
+    holder = Stats(int(row["h_n"] or 0), float(row["h_mean"] or 0.0), float(row["h_m2"] or 0.0))
+    hospital = Stats(int(row["p_n"] or 0), float(row["p_mean"] or 0.0), float(row["p_m2"] or 0.0))
+    last = None
+    if row["last_at"] is not None:
+        last = (str(row["last_region"]), rawsql.utc(row["last_at"]))
+    return holder, hospital, int(row["today"]), int(row["failures"]), last
 
 
-_WELFORD = text(
+_WELFORD = Statement(
     """
-    INSERT INTO risk_profile (subject, n, mean, m2) VALUES (:s1, 1, :x, 0), (:s2, 1, :x, 0)
+    INSERT INTO risk_profile (subject, n, mean, m2) VALUES ($1, 1, $3, 0), ($2, 1, $3, 0)
     ON CONFLICT (subject) DO UPDATE SET
       n = risk_profile.n + 1,
       mean = risk_profile.mean + (excluded.mean - risk_profile.mean) / (risk_profile.n + 1),
@@ -103,13 +90,12 @@ async def observe_amount(
     session: AsyncSession, holder_ref: str, hospital_client_id: str, amount_fen: int
 ) -> None:
     """Welford's update of both profiles in one statement (holder row first: a fixed order)."""
-    await session.execute(
+    await rawsql.execute(
+        session,
         _WELFORD,
-        {
-            "s1": holder_subject(holder_ref),
-            "s2": hospital_subject(hospital_client_id),
-            "x": float(amount_fen),
-        },
+        holder_subject(holder_ref),
+        hospital_subject(hospital_client_id),
+        float(amount_fen),
     )
 
 

@@ -2,41 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from settlement.models import HolderYear, Quote, Refund, Settlement
+from settlement import rawsql
+from settlement.models import Quote, Refund, Settlement
+from settlement.rawsql import Statement
 from settlement.sql import AnyRow, insert_for, table
 
 SETTLEMENT = table(Settlement)
 REFUND = table(Refund)
 QUOTE = table(Quote)
-YEAR = table(HolderYear)
 
 
-async def claim(session: AsyncSession, values: dict[str, Any]) -> bool:
+SETTLEMENT_COLUMNS = (
+    "id", "quote_id", "token_sha256", "hospital_client_id", "holder_ref", "ecard_id",
+    "insured_region", "treatment_region", "cross_region", "year", "total_fen", "deductible_fen",
+    "fund_pay_fen", "account_pay_fen", "cash_pay_fen", "risk_score", "risk_flags", "settled_at",
+)  # fmt: skip
+_CLAIM = Statement(
+    f"INSERT INTO settlement ({', '.join(SETTLEMENT_COLUMNS)}) "  # noqa: S608 (constants)
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(SETTLEMENT_COLUMNS) + 1))}) "
+    "ON CONFLICT DO NOTHING RETURNING id"
+)
+
+
+async def claim(session: AsyncSession, values: Mapping[str, Any]) -> bool:
     """Insert the settlement row; False if its quote or token already has one.
 
     The unique index entries also serialise two attempts on one quote: the second waits for
     the first's commit and then finds the conflict.
     """
-    stmt = (
-        insert_for(session, SETTLEMENT)
-        .values(**values)
-        .on_conflict_do_nothing()
-        .returning(SETTLEMENT.c.id)
-    )
-    return (await session.execute(stmt)).first() is not None
+    args = [values[c] for c in SETTLEMENT_COLUMNS]
+    args[SETTLEMENT_COLUMNS.index("risk_flags")] = rawsql.jsontext(values["risk_flags"])
+    return await rawsql.fetchrow(session, _CLAIM, *args) is not None
 
 
-_YEAR_CAS = text(
-    "UPDATE holder_year SET deductible_used_fen = deductible_used_fen + :d, "
-    "fund_paid_fen = fund_paid_fen + :f "
-    "WHERE holder_ref = :h AND year = :y AND deductible_used_fen = :ad AND fund_paid_fen = :af "
+_YEAR_CAS = Statement(
+    "UPDATE holder_year SET deductible_used_fen = deductible_used_fen + $3, "
+    "fund_paid_fen = fund_paid_fen + $4 "
+    "WHERE holder_ref = $1 AND year = $2 AND deductible_used_fen = $5 AND fund_paid_fen = $6 "
     "RETURNING fund_paid_fen"
+)
+_YEAR_CREATE = Statement(
+    "INSERT INTO holder_year (holder_ref, year, deductible_used_fen, fund_paid_fen) "
+    "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING year"
 )
 
 
@@ -49,23 +63,14 @@ async def add_to_year_if_unchanged(
     lives in this row alone (a concurrent writer's update makes ours match nothing). A missing
     row counts as zeros and is created.
     """
-    params = {"h": holder_ref, "y": year, "d": d, "f": f, "ad": ad, "af": af}
-    if (await session.execute(_YEAR_CAS, params)).first() is not None:
+    if await rawsql.fetchrow(session, _YEAR_CAS, holder_ref, year, d, f, ad, af) is not None:
         return True
     if ad != 0 or af != 0:
         return False
-    created = (
-        await session.execute(
-            insert_for(session, YEAR)
-            .values(holder_ref=holder_ref, year=year, deductible_used_fen=d, fund_paid_fen=f)
-            .on_conflict_do_nothing()
-            .returning(YEAR.c.year)
-        )
-    ).first()
-    if created is not None:
+    if await rawsql.fetchrow(session, _YEAR_CREATE, holder_ref, year, d, f) is not None:
         return True
     # The row exists (made meanwhile, or holding other totals): compare against it.
-    return (await session.execute(_YEAR_CAS, params)).first() is not None
+    return await rawsql.fetchrow(session, _YEAR_CAS, holder_ref, year, d, f, ad, af) is not None
 
 
 _YEAR_UNWIND = text(

@@ -87,15 +87,15 @@ async def settle(
     """Settle a quote (see the module docstring). Flushes; the request commits."""
     now = parts.now()
     quote = await quote_repository.get(session, quote_id)
-    if quote is None or quote.hospital_client_id != principal.client_id:
+    if quote is None or quote["hospital_client_id"] != principal.client_id:
         parts.metrics.settlements.labels("quote-not-found", "unknown").inc()
         raise QuoteNotFoundError("No such quote for this hospital.")
     try:
         result = await _settle(session, runtime, parts, principal, quote, now)
     except ProblemError as exc:
-        parts.metrics.settlements.labels(exc.slug, quote.insured_region).inc()
+        parts.metrics.settlements.labels(exc.slug, quote["insured_region"]).inc()
         raise
-    parts.metrics.settlements.labels("settled", quote.insured_region).inc()
+    parts.metrics.settlements.labels("settled", quote["insured_region"]).inc()
     return result
 
 
@@ -109,13 +109,13 @@ async def _settle(
 ) -> SettlementRead:
     attempt = risk_service.Attempt(
         stage="settlement",
-        holder_ref=quote.holder_ref,
-        hospital_client_id=quote.hospital_client_id,
-        treatment_region=quote.treatment_region,
-        amount_fen=quote.total_fen,
-        quote_id=quote.id,
+        holder_ref=quote["holder_ref"],
+        hospital_client_id=quote["hospital_client_id"],
+        treatment_region=quote["treatment_region"],
+        amount_fen=quote["total_fen"],
+        quote_id=quote["id"],
     )
-    if quote.expires_at <= now:
+    if quote["expires_at"] <= now:
         exc = QuoteExpiredError("The quote expired; quote the bill again.")
         raise record_after_rollback(
             exc, risk_service.failure_recorder(attempt, "quote-expired", now)
@@ -126,20 +126,20 @@ async def _settle(
     settlement_id = "s_" + secrets.token_urlsafe(15)
     values = {
         "id": settlement_id,
-        "quote_id": quote.id,
-        "token_sha256": quote.token_sha256,
-        "hospital_client_id": quote.hospital_client_id,
-        "holder_ref": quote.holder_ref,
-        "ecard_id": quote.ecard_id,
-        "insured_region": quote.insured_region,
-        "treatment_region": quote.treatment_region,
-        "cross_region": quote.cross_region,
-        "year": quote.year,
-        "total_fen": quote.total_fen,
-        "deductible_fen": quote.deductible_fen,
-        "fund_pay_fen": quote.fund_pay_fen,
-        "account_pay_fen": quote.account_pay_fen,
-        "cash_pay_fen": quote.cash_pay_fen,
+        "quote_id": quote["id"],
+        "token_sha256": quote["token_sha256"],
+        "hospital_client_id": quote["hospital_client_id"],
+        "holder_ref": quote["holder_ref"],
+        "ecard_id": quote["ecard_id"],
+        "insured_region": quote["insured_region"],
+        "treatment_region": quote["treatment_region"],
+        "cross_region": quote["cross_region"],
+        "year": quote["year"],
+        "total_fen": quote["total_fen"],
+        "deductible_fen": quote["deductible_fen"],
+        "fund_pay_fen": quote["fund_pay_fen"],
+        "account_pay_fen": quote["account_pay_fen"],
+        "cash_pay_fen": quote["cash_pay_fen"],
         "risk_score": assessment.score,
         "risk_flags": [h.rule for h in assessment.hits],
         "settled_at": now,
@@ -148,32 +148,34 @@ async def _settle(
         raise QuoteAlreadySettledError("This quote (or its settlement token) is already settled.")
     if not await repository.add_to_year_if_unchanged(
         session,
-        holder_ref=quote.holder_ref,
-        year=quote.year,
-        d=quote.deductible_fen,
-        f=quote.fund_pay_fen,
-        ad=quote.assumed_deductible_used_fen,
-        af=quote.assumed_fund_paid_fen,
+        holder_ref=quote["holder_ref"],
+        year=quote["year"],
+        d=quote["deductible_fen"],
+        f=quote["fund_pay_fen"],
+        ad=quote["assumed_deductible_used_fen"],
+        af=quote["assumed_fund_paid_fen"],
     ):
         raise _stale(attempt, now, "annual totals")
-    personal = accounts.personal(quote.holder_ref, quote.insured_region)
+    personal = accounts.personal(quote["holder_ref"], quote["insured_region"])
     if not await _take_from_account(session, personal, quote, now):
         raise _stale(attempt, now, "personal-account balance")
-    await peers.redeem_token(runtime, quote.settlement_token, principal.client_id, quote.id)
+    await peers.redeem_token(runtime, quote["settlement_token"], principal.client_id, quote["id"])
     await ledger_service.post(
         session, kind="settlement", ref=settlement_id, legs=settlement_legs(values), now=now
     )
-    await risk_service.observe(session, quote.holder_ref, quote.hospital_client_id, quote.total_fen)
+    await risk_service.observe(
+        session, quote["holder_ref"], quote["hospital_client_id"], quote["total_fen"]
+    )
     if assessment.hits:
         await risk_service.flag(session, attempt, assessment, parts.metrics, now, settlement_id)
-    body = quote.body
+    body = quote["body"]
     return SettlementRead(
         settlement_id=settlement_id,
         status="settled",
-        quote_id=quote.id,
-        insured_region=quote.insured_region,
-        treatment_region=quote.treatment_region,
-        cross_region=quote.cross_region,
+        quote_id=quote["id"],
+        insured_region=quote["insured_region"],
+        treatment_region=quote["treatment_region"],
+        cross_region=quote["cross_region"],
         totals=TotalsRead.model_validate(body["totals"]),
         settled_at=now,
         risk_flags=values["risk_flags"],
@@ -185,11 +187,11 @@ async def _take_from_account(
 ) -> bool:
     """Compare-and-set the personal balance; a holder never seen before has zero."""
     taken = await ledger_repository.withdraw_if_unchanged(
-        session, personal.id, quote.account_pay_fen, quote.assumed_balance_fen
+        session, personal.id, quote["account_pay_fen"], quote["assumed_balance_fen"]
     )
     if taken is not None:
         return True
-    if quote.assumed_balance_fen != 0 or quote.account_pay_fen != 0:
+    if quote["assumed_balance_fen"] != 0 or quote["account_pay_fen"] != 0:
         return False
     await ledger_repository.ensure_accounts(session, [personal], now)
     taken = await ledger_repository.withdraw_if_unchanged(session, personal.id, 0, 0)

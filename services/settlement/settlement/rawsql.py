@@ -1,0 +1,101 @@
+"""Raw SQL for the hot path (quote, settle): asyncpg on PostgreSQL, ``text()`` on SQLite.
+
+Why: the settle transaction measured (client CPU per transaction, this machine, see the
+README and ``python -m devkit.bench.ledger_styles``) about 4.4–7 ms with SQLAlchemy Core
+constructs, 1.5–1.8 ms with prebuilt ``text()`` and 0.5–0.8 ms on the asyncpg connection
+itself. So hot statements are written once for asyncpg (``$1`` placeholders) and sent to the
+driver connection of the request's session — in its transaction, committed with it
+(:func:`shared.db.driver_connection`). The embedded SQLite (development) runs the same
+statement through ``text()`` with ``:pN`` parameters.
+
+Rows come back as mappings (``row["column"]``). Timestamps: pass aware datetimes; read them
+with :func:`utc` (SQLite hands back text). JSON: pass text (:func:`jsontext`), read with
+:func:`jsonvalue`. Database errors are re-raised as SQLAlchemy's, so the service's error
+handlers (503 for a lost connection, bounded retry on deadlock) see one kind of exception.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import asyncpg
+import orjson
+from sqlalchemy import TextClause, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from settlement.sql import is_postgres
+from shared.db import driver_connection
+
+_PARAM = re.compile(r"\$(\d+)")
+_CAST = re.compile(r"::[a-z_]+(\[\])?")
+_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
+
+
+class Statement:
+    """One SQL statement for asyncpg, with its SQLite rendering."""
+
+    __slots__ = ("lite", "pg")
+
+    def __init__(self, pg: str, sqlite: str | None = None) -> None:
+        self.pg = pg
+        source = sqlite if sqlite is not None else _CAST.sub("", pg)
+        self.lite: TextClause = text(_PARAM.sub(r":p\1", source))
+
+
+def _lite_param(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None).strftime(_SQLITE_TS)
+    return value
+
+
+def _wrap(stmt: Statement, args: tuple[Any, ...], exc: Exception) -> Exception:
+    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError):
+        return OperationalError(stmt.pg, None, exc, connection_invalidated=True)
+    return DBAPIError(stmt.pg, None, exc)
+
+
+async def fetchrow(session: AsyncSession, stmt: Statement, *args: Any) -> Mapping[str, Any] | None:
+    """The first row, or None."""
+    if is_postgres(session):
+        conn = await driver_connection(session)
+        try:
+            row: Mapping[str, Any] | None = await conn.fetchrow(stmt.pg, *args)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise _wrap(stmt, args, exc) from exc
+        return row
+    params = {f"p{i}": _lite_param(a) for i, a in enumerate(args, 1)}
+    first = (await session.execute(stmt.lite, params)).first()
+    return None if first is None else cast(Mapping[str, Any], first._mapping)
+
+
+async def execute(session: AsyncSession, stmt: Statement, *args: Any) -> None:
+    """Run a statement for its effect."""
+    if is_postgres(session):
+        conn = await driver_connection(session)
+        try:
+            await conn.execute(stmt.pg, *args)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise _wrap(stmt, args, exc) from exc
+        return
+    params = {f"p{i}": _lite_param(a) for i, a in enumerate(args, 1)}
+    await session.execute(stmt.lite, params)
+
+
+def utc(value: Any) -> datetime:
+    """A timestamp column as an aware UTC datetime (SQLite returns text)."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return datetime.strptime(str(value), _SQLITE_TS).replace(tzinfo=UTC)
+
+
+def jsontext(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def jsonvalue(value: Any) -> Any:
+    """A JSON column's value (asyncpg and SQLite return text; SQLAlchemy may have parsed it)."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
