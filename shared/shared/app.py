@@ -289,6 +289,7 @@ def build_service_app(
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_max_overflow,
                 statement_timeout_ms=settings.db_statement_timeout_ms,
+                pre_ping=settings.db_pre_ping,
             )
         )
         keystore = KeyStore(settings.keys_dir)

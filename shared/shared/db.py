@@ -50,6 +50,7 @@ def make_engine(
     max_overflow: int = 10,
     statement_timeout_ms: int = 5000,
     echo: bool = False,
+    pre_ping: bool = True,
 ) -> AsyncEngine:
     """An async engine for ``url`` (``postgresql+asyncpg://`` or ``sqlite+aiosqlite://``).
 
@@ -74,7 +75,7 @@ def make_engine(
         echo=echo,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
         connect_args={
             "server_settings": {

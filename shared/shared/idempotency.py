@@ -17,13 +17,14 @@ Keys are scoped per client and kept at least 24 hours.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import orjson
 from fastapi import Request
 from sqlalchemy import (
@@ -124,10 +125,20 @@ class Claim:
     key: str
 
 
-_PG_CLAIM = (
-    "INSERT INTO idempotency_record (client_id, key, fingerprint, created_at, expires_at) "
-    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING key"
+# Try the key's advisory lock; if free, insert the claim; either way read any committed row.
+_PG_CLAIM = """
+WITH lock AS (
+  SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 8675309)) AS got
+), ins AS (
+  INSERT INTO idempotency_record (client_id, key, fingerprint, created_at, expires_at)
+  SELECT $1, $2, $3, $4, $5 FROM lock WHERE got
+  ON CONFLICT DO NOTHING RETURNING key
 )
+SELECT (SELECT got FROM lock) AS got, (SELECT key FROM ins) AS claimed,
+       r.fingerprint, r.status_code, r.response_body
+FROM (SELECT 1) AS one
+LEFT JOIN idempotency_record r ON r.client_id = $1 AND r.key = $2
+"""
 _PG_READ = (
     "SELECT fingerprint, status_code, response_body FROM idempotency_record "
     "WHERE client_id = $1 AND key = $2"
@@ -221,36 +232,43 @@ class Idempotency:
     async def _claim_pg(
         self, session: AsyncSession, values: dict[str, Any]
     ) -> tuple[bool, Any | None]:
-        """The claim on PostgreSQL, on the driver connection (SQLAlchemy's per-statement cost
-        is most of a settlement's; see the settlement README). A claim held by another open
-        transaction is waited on at most ``in_flight_wait_ms``."""
+        """The claim on PostgreSQL in one round trip, on the driver connection (SQLAlchemy's
+        per-statement cost was most of a settlement's; see the settlement README).
+
+        Every claimer first takes a transaction-level advisory lock on the key (try, never
+        wait), so the INSERT never blocks behind another open transaction. A key whose lock
+        is taken is in flight: polled every 20 ms for at most ``in_flight_wait_ms`` (the
+        original may finish and leave its answer), then 409.
+        """
         conn = await driver_connection(session)
-        try:
-            await conn.execute(f"SET LOCAL lock_timeout = '{int(self.in_flight_wait_ms)}ms'")
-            claimed = await conn.fetchval(
-                _PG_CLAIM,
-                values["client_id"],
-                values["key"],
-                values["fingerprint"],
-                values["created_at"],
-                values["expires_at"],
-            )
-        except asyncpg.LockNotAvailableError:
-            raise ConflictError(
-                "A request with this Idempotency-Key is still being processed.",
-                slug="idempotency-in-flight",
-                title="Request in flight",
-                headers={"Retry-After": "1"},
-            ) from None
-        await conn.execute("SET LOCAL lock_timeout = 0")
-        if claimed is not None:
-            return True, None
-        row = await conn.fetchrow(
-            _PG_READ,
+        args = (
             values["client_id"],
             values["key"],
+            values["fingerprint"],
+            values["created_at"],
+            values["expires_at"],
         )
-        return False, _Stored(row["fingerprint"], row["status_code"], row["response_body"])
+        deadline = time.monotonic() + self.in_flight_wait_ms / 1000
+        while True:
+            row = await conn.fetchrow(_PG_CLAIM, *args)
+            if row["claimed"] is not None:
+                return True, None
+            if row["status_code"] is not None or (row["got"] and row["fingerprint"] is not None):
+                return False, _Stored(row["fingerprint"], row["status_code"], row["response_body"])
+            if row["got"]:  # the conflicting row committed after this statement's snapshot
+                again = await conn.fetchrow(_PG_READ, values["client_id"], values["key"])
+                if again is not None:
+                    return False, _Stored(
+                        again["fingerprint"], again["status_code"], again["response_body"]
+                    )
+            if time.monotonic() >= deadline:
+                raise ConflictError(
+                    "A request with this Idempotency-Key is still being processed.",
+                    slug="idempotency-in-flight",
+                    title="Request in flight",
+                    headers={"Retry-After": "1"},
+                )
+            await asyncio.sleep(0.02)
 
     async def finish(
         self, session: AsyncSession, claim: Claim, *, status_code: int, body: Any

@@ -66,6 +66,9 @@ class ServiceSettings(PlatformSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_statement_timeout_ms: int = Field(default=5000, ge=100, le=600_000)
+    # Test each pooled connection with a round trip before use (catches connections the
+    # server dropped while idle, at one round trip per request).
+    db_pre_ping: bool = True
 
     @property
     def is_sqlite(self) -> bool:

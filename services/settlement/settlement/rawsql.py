@@ -72,6 +72,16 @@ async def fetchrow(session: AsyncSession, stmt: Statement, *args: Any) -> Mappin
     return None if first is None else cast(Mapping[str, Any], first._mapping)
 
 
+async def fetchrow_pg(conn: Any, sql: str, *args: Any) -> Mapping[str, Any]:
+    """A PostgreSQL-only statement (data-modifying CTEs) on the driver connection."""
+    try:
+        row: Mapping[str, Any] | None = await conn.fetchrow(sql, *args)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise _wrap(Statement(sql, ""), args, exc) from exc
+    assert row is not None
+    return row
+
+
 async def execute(session: AsyncSession, stmt: Statement, *args: Any) -> None:
     """Run a statement for its effect."""
     if is_postgres(session):

@@ -57,7 +57,8 @@ async def poll_once(runtime: Runtime, page_size: int) -> int:
 
 
 async def run(runtime: Runtime, settings: SettlementSettings) -> None:
-    """Poll for the life of the process: at once after a full page, else every poll period."""
+    """Poll for the life of the process: at once after a full page, after the poll period
+    when events came, backing off to ``event_idle_max_seconds`` while the feed is quiet."""
     failing = False
     delay = settings.event_poll_seconds
     while True:
@@ -66,7 +67,14 @@ async def run(runtime: Runtime, settings: SettlementSettings) -> None:
             if failing:
                 logger.info("event feed reachable again")
             failing = False
-            delay = 0.0 if count >= settings.event_page_size else settings.event_poll_seconds
+            if count >= settings.event_page_size:
+                delay = 0.0
+            elif count:
+                delay = settings.event_poll_seconds
+            else:  # nothing new: back off while the feed stays quiet
+                delay = min(
+                    max(delay * 2, settings.event_poll_seconds), settings.event_idle_max_seconds
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -4,6 +4,7 @@ raw statements, see :mod:`settlement.rawsql`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,12 +12,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from settlement import rawsql
 from settlement.calculator import HolderState
 from settlement.rawsql import Statement
+from settlement.risk import repository as risk_repository
 
-_STATE = Statement(
+_STATE_SQL = (
     "SELECT (SELECT balance_fen FROM account WHERE id = $1) AS balance, "
     "(SELECT deductible_used_fen FROM holder_year WHERE holder_ref = $2 AND year = $3) "
     "AS deductible_used, "
     "(SELECT fund_paid_fen FROM holder_year WHERE holder_ref = $2 AND year = $3) AS fund_paid"
+)
+_STATE = Statement(_STATE_SQL)
+# What a quote reads, in one round trip: the holder's state and the risk rules' context.
+_STATE_AND_RISK = Statement(
+    _STATE_SQL
+    + ", "
+    + risk_repository.context_columns(
+        holder="$2::text", hospital="$4::text", day_start="$5", since="$6"
+    )
 )
 
 COLUMNS = (
@@ -31,6 +42,14 @@ _INSERT = Statement(
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 1))})"
 )
 _GET = Statement(f"SELECT {', '.join(COLUMNS)} FROM quote WHERE id = $1")  # noqa: S608
+# What a settlement reads first: the quote and the risk rules' context, in one round trip.
+_GET_WITH_RISK = Statement(
+    f"SELECT {', '.join('q.' + c for c in COLUMNS)}, "  # noqa: S608 (constants)
+    + risk_repository.context_columns(
+        holder="q.holder_ref", hospital="q.hospital_client_id", day_start="$2", since="$3"
+    )
+    + " FROM quote q WHERE q.id = $1"
+)
 
 
 async def holder_state(
@@ -39,11 +58,40 @@ async def holder_state(
     """Balance and this year's totals (zeros for a holder not seen yet)."""
     row = await rawsql.fetchrow(session, _STATE, account_id, holder_ref, year)
     assert row is not None
+    return _state(row)
+
+
+def _state(row: Mapping[str, Any]) -> HolderState:
     return HolderState(
         balance_fen=int(row["balance"] or 0),
         deductible_used_fen=int(row["deductible_used"] or 0),
         fund_paid_fen=int(row["fund_paid"] or 0),
     )
+
+
+async def state_and_risk(
+    session: AsyncSession,
+    *,
+    account_id: str,
+    holder_ref: str,
+    year: int,
+    hospital_client_id: str,
+    day_start: datetime,
+    failures_since: datetime,
+) -> tuple[HolderState, Mapping[str, Any]]:
+    """The holder's state and the risk context row (one statement)."""
+    row = await rawsql.fetchrow(
+        session,
+        _STATE_AND_RISK,
+        account_id,
+        holder_ref,
+        year,
+        hospital_client_id,
+        day_start,
+        failures_since,
+    )
+    assert row is not None
+    return _state(row), row
 
 
 async def insert(session: AsyncSession, values: Mapping[str, Any]) -> None:
@@ -54,7 +102,18 @@ async def insert(session: AsyncSession, values: Mapping[str, Any]) -> None:
 
 async def get(session: AsyncSession, quote_id: str) -> dict[str, Any] | None:
     """The quote as a dict (timestamps aware, ``body`` parsed), or None."""
-    row = await rawsql.fetchrow(session, _GET, quote_id)
+    return _quote(await rawsql.fetchrow(session, _GET, quote_id))
+
+
+async def get_with_risk(
+    session: AsyncSession, quote_id: str, *, day_start: datetime, failures_since: datetime
+) -> dict[str, Any] | None:
+    """The quote with the risk context columns of its holder and hospital, or None."""
+    row = await rawsql.fetchrow(session, _GET_WITH_RISK, quote_id, day_start, failures_since)
+    return _quote(row)
+
+
+def _quote(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if row is None:
         return None
     quote = dict(row)

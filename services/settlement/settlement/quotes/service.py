@@ -188,8 +188,15 @@ async def create(
     band = policy_service.age_band(info.insurance_type, info.birth_date, today)
     terms = policy_service.terms_for(policy.params, body.visit.type, level, band)
     personal = accounts.personal(info.holder_ref, info.insured_region)
-    state = await repository.holder_state(
-        session, account_id=personal.id, holder_ref=info.holder_ref, year=year
+    day_start, failures_since = risk_service.context_window(parts.settings, now)
+    state, risk_row = await repository.state_and_risk(
+        session,
+        account_id=personal.id,
+        holder_ref=info.holder_ref,
+        year=year,
+        hospital_client_id=principal.client_id,
+        day_start=day_start,
+        failures_since=failures_since,
     )
     split = split_bill(items, terms, state)
     quote_id = "q_" + secrets.token_urlsafe(15)
@@ -201,7 +208,7 @@ async def create(
         amount_fen=split.totals.total,
         quote_id=quote_id,
     )
-    assessment = await risk_service.assess(session, parts.settings, attempt, now)
+    assessment = risk_service.assess(risk_row, parts.settings, attempt, now)
     if assessment.held:
         raise risk_service.held_error(attempt, assessment, parts.metrics, now)
     t = split.totals

@@ -1,11 +1,13 @@
 """All SQL of the risk rules: the context in one round trip, profiles, failures, alerts.
 
-The context read and the profile update run on every quote and settlement (raw statements,
-see :mod:`settlement.rawsql`); alerts and failures are rare and use SQLAlchemy Core.
+The context is read by the quote's and the settlement's own first statement
+(:func:`context_columns`); the profile update runs on every settlement (raw statements, see
+:mod:`settlement.rawsql`); alerts and failures are rare and use SQLAlchemy Core.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -21,22 +23,27 @@ from settlement.sql import AnyRow, table
 ALERT = table(RiskAlert)
 FAILURE = table(RiskFailure)
 
-_CONTEXT = Statement(
-    """
-    SELECT
-      (SELECT n FROM risk_profile WHERE subject = $1) AS h_n,
-      (SELECT mean FROM risk_profile WHERE subject = $1) AS h_mean,
-      (SELECT m2 FROM risk_profile WHERE subject = $1) AS h_m2,
-      (SELECT n FROM risk_profile WHERE subject = $2) AS p_n,
-      (SELECT mean FROM risk_profile WHERE subject = $2) AS p_mean,
-      (SELECT m2 FROM risk_profile WHERE subject = $2) AS p_m2,
-      (SELECT count(*) FROM settlement WHERE holder_ref = $3 AND settled_at >= $4) AS today,
-      (SELECT count(*) FROM risk_failure WHERE holder_ref = $3 AND at >= $5) AS failures,
-      (SELECT treatment_region FROM settlement WHERE holder_ref = $3
-        ORDER BY settled_at DESC LIMIT 1) AS last_region,
-      (SELECT max(settled_at) FROM settlement WHERE holder_ref = $3) AS last_at
-    """
-)
+
+def context_columns(*, holder: str, hospital: str, day_start: str, since: str) -> str:
+    """The risk context as select-list columns, for the hot reads to fetch in their own
+    round trip. Arguments are SQL expressions (placeholders or columns) for the holder's ref,
+    the hospital's client id, the start of the business day and the failures window."""
+    hs, ps = f"('h:' || {holder})", f"('p:' || {hospital})"
+    return (
+        f"(SELECT n FROM risk_profile WHERE subject = {hs}) AS h_n, "  # noqa: S608 (constants)
+        f"(SELECT mean FROM risk_profile WHERE subject = {hs}) AS h_mean, "
+        f"(SELECT m2 FROM risk_profile WHERE subject = {hs}) AS h_m2, "
+        f"(SELECT n FROM risk_profile WHERE subject = {ps}) AS p_n, "
+        f"(SELECT mean FROM risk_profile WHERE subject = {ps}) AS p_mean, "
+        f"(SELECT m2 FROM risk_profile WHERE subject = {ps}) AS p_m2, "
+        f"(SELECT count(*) FROM settlement WHERE holder_ref = {holder} "
+        f"AND settled_at >= {day_start}) AS risk_today, "
+        f"(SELECT count(*) FROM risk_failure WHERE holder_ref = {holder} AND at >= {since}) "
+        "AS risk_failures, "
+        f"(SELECT treatment_region FROM settlement WHERE holder_ref = {holder} "
+        "ORDER BY settled_at DESC LIMIT 1) AS last_region, "
+        f"(SELECT max(settled_at) FROM settlement WHERE holder_ref = {holder}) AS last_at"
+    )
 
 
 def holder_subject(holder_ref: str) -> str:
@@ -47,31 +54,16 @@ def hospital_subject(client_id: str) -> str:
     return "p:" + client_id
 
 
-async def context(
-    session: AsyncSession,
-    *,
-    holder_ref: str,
-    hospital_client_id: str,
-    day_start: datetime,
-    failures_since: datetime,
+def context_from(
+    row: Mapping[str, Any],
 ) -> tuple[Stats, Stats, int, int, tuple[str, datetime] | None]:
     """(holder stats, hospital stats, settled today, recent failures, last settlement)."""
-    row = await rawsql.fetchrow(
-        session,
-        _CONTEXT,
-        holder_subject(holder_ref),
-        hospital_subject(hospital_client_id),
-        holder_ref,
-        day_start,
-        failures_since,
-    )
-    assert row is not None
     holder = Stats(int(row["h_n"] or 0), float(row["h_mean"] or 0.0), float(row["h_m2"] or 0.0))
     hospital = Stats(int(row["p_n"] or 0), float(row["p_mean"] or 0.0), float(row["p_m2"] or 0.0))
     last = None
     if row["last_at"] is not None:
         last = (str(row["last_region"]), rawsql.utc(row["last_at"]))
-    return holder, hospital, int(row["today"]), int(row["failures"]), last
+    return holder, hospital, int(row["risk_today"]), int(row["risk_failures"]), last
 
 
 _WELFORD = Statement(

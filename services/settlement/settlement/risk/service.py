@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -80,21 +80,20 @@ class Attempt:
     quote_id: str | None = None
 
 
-async def assess(
-    session: AsyncSession, settings: SettlementSettings, attempt: Attempt, now: datetime
-) -> Assessment:
-    """Evaluate every rule for ``attempt`` (one read; no writes)."""
-    th = thresholds(settings)
+def context_window(settings: SettlementSettings, now: datetime) -> tuple[datetime, datetime]:
+    """(start of the business day, start of the failures window): the context read's bounds."""
     day_start, _ = day_bounds(
         business_date(now, settings.business_utc_offset_hours), settings.business_utc_offset_hours
     )
-    holder, hospital, today, failures, last = await repository.context(
-        session,
-        holder_ref=attempt.holder_ref,
-        hospital_client_id=attempt.hospital_client_id,
-        day_start=day_start,
-        failures_since=now - timedelta(minutes=th.failures_window_minutes),
-    )
+    return day_start, now - timedelta(minutes=settings.risk_failures_window_minutes)
+
+
+def assess(
+    row: Mapping[str, Any], settings: SettlementSettings, attempt: Attempt, now: datetime
+) -> Assessment:
+    """Evaluate every rule for ``attempt`` from the context columns of ``row``."""
+    th = thresholds(settings)
+    holder, hospital, today, failures, last = repository.context_from(row)
     ctx = Context(
         amount_fen=attempt.amount_fen,
         now=now,

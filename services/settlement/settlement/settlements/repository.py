@@ -13,6 +13,7 @@ from settlement import rawsql
 from settlement.models import Quote, Refund, Settlement
 from settlement.rawsql import Statement
 from settlement.sql import AnyRow, insert_for, table
+from shared.db import driver_connection
 
 SETTLEMENT = table(Settlement)
 REFUND = table(Refund)
@@ -40,6 +41,59 @@ async def claim(session: AsyncSession, values: Mapping[str, Any]) -> bool:
     args = [values[c] for c in SETTLEMENT_COLUMNS]
     args[SETTLEMENT_COLUMNS.index("risk_flags")] = rawsql.jsontext(values["risk_flags"])
     return await rawsql.fetchrow(session, _CLAIM, *args) is not None
+
+
+# PostgreSQL: the settlement row, the holder's year and balance compared-and-set, and the risk
+# statistics fed — one round trip, locks taken in the fixed order (settlement row, year,
+# account, profiles): each step runs only if the one before succeeded.
+_CLAIM_AND_TAKE = f"""
+WITH c AS (
+  INSERT INTO settlement ({", ".join(SETTLEMENT_COLUMNS)})
+  VALUES ({", ".join(f"${i}" for i in range(1, 19))})
+  ON CONFLICT DO NOTHING RETURNING id
+), y AS (
+  UPDATE holder_year SET deductible_used_fen = deductible_used_fen + $12,
+    fund_paid_fen = fund_paid_fen + $13
+  WHERE holder_ref = $5 AND year = $10 AND deductible_used_fen = $19 AND fund_paid_fen = $20
+    AND EXISTS (SELECT 1 FROM c)
+  RETURNING 1
+), a AS (
+  UPDATE account SET balance_fen = balance_fen - $14
+  WHERE id = $21 AND balance_fen = $22 AND balance_fen >= $14 AND EXISTS (SELECT 1 FROM y)
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM c) AS claimed,
+       (SELECT count(*) FROM y) AS year_ok,
+       (SELECT count(*) FROM a) AS account_ok,
+       (SELECT count(*) FROM holder_year WHERE holder_ref = $5 AND year = $10) AS year_exists,
+       (SELECT count(*) FROM account WHERE id = $21) AS account_exists
+"""  # noqa: S608 (constants)
+
+
+async def claim_and_take_pg(
+    session: AsyncSession,
+    values: Mapping[str, Any],
+    *,
+    assumed_deductible_used: int,
+    assumed_fund_paid: int,
+    account_id: str,
+    assumed_balance: int,
+) -> Mapping[str, int]:
+    """:func:`claim`, :func:`add_to_year_if_unchanged` and the balance's compare-and-set in
+    one statement; the counts say how far it got (and whether the year and account exist)."""
+    args = [values[c] for c in SETTLEMENT_COLUMNS]
+    args[SETTLEMENT_COLUMNS.index("risk_flags")] = rawsql.jsontext(values["risk_flags"])
+    conn = await driver_connection(session)
+    row = await rawsql.fetchrow_pg(
+        conn,
+        _CLAIM_AND_TAKE,
+        *args,
+        assumed_deductible_used,
+        assumed_fund_paid,
+        account_id,
+        assumed_balance,
+    )
+    return {k: int(v) for k, v in row.items()}
 
 
 _YEAR_CAS = Statement(

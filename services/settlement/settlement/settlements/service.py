@@ -46,6 +46,7 @@ from settlement.quotes.schemas import LineRead, TotalsRead
 from settlement.risk import service as risk_service
 from settlement.settlements import repository
 from settlement.settlements.schemas import RefundBrief, RefundRead, SettlementRead
+from settlement.sql import is_postgres
 from shared.app import Runtime
 from shared.problems import ProblemError
 from shared.tokens.claims import InternalTokenClaims
@@ -86,7 +87,10 @@ async def settle(
 ) -> SettlementRead:
     """Settle a quote (see the module docstring). Flushes; the request commits."""
     now = parts.now()
-    quote = await quote_repository.get(session, quote_id)
+    day_start, failures_since = risk_service.context_window(parts.settings, now)
+    quote = await quote_repository.get_with_risk(
+        session, quote_id, day_start=day_start, failures_since=failures_since
+    )
     if quote is None or quote["hospital_client_id"] != principal.client_id:
         parts.metrics.settlements.labels("quote-not-found", "unknown").inc()
         raise QuoteNotFoundError("No such quote for this hospital.")
@@ -120,7 +124,7 @@ async def _settle(
         raise record_after_rollback(
             exc, risk_service.failure_recorder(attempt, "quote-expired", now)
         )
-    assessment = await risk_service.assess(session, parts.settings, attempt, now)
+    assessment = risk_service.assess(quote, parts.settings, attempt, now)
     if assessment.held:
         raise risk_service.held_error(attempt, assessment, parts.metrics, now)
     settlement_id = "s_" + secrets.token_urlsafe(15)
@@ -144,21 +148,8 @@ async def _settle(
         "risk_flags": [h.rule for h in assessment.hits],
         "settled_at": now,
     }
-    if not await repository.claim(session, values):
-        raise QuoteAlreadySettledError("This quote (or its settlement token) is already settled.")
-    if not await repository.add_to_year_if_unchanged(
-        session,
-        holder_ref=quote["holder_ref"],
-        year=quote["year"],
-        d=quote["deductible_fen"],
-        f=quote["fund_pay_fen"],
-        ad=quote["assumed_deductible_used_fen"],
-        af=quote["assumed_fund_paid_fen"],
-    ):
-        raise _stale(attempt, now, "annual totals")
     personal = accounts.personal(quote["holder_ref"], quote["insured_region"])
-    if not await _take_from_account(session, personal, quote, now):
-        raise _stale(attempt, now, "personal-account balance")
+    await _claim_and_take(session, quote, values, personal, attempt, now)
     await peers.redeem_token(runtime, quote["settlement_token"], principal.client_id, quote["id"])
     await ledger_service.post(
         session, kind="settlement", ref=settlement_id, legs=settlement_legs(values), now=now
@@ -180,6 +171,54 @@ async def _settle(
         settled_at=now,
         risk_flags=values["risk_flags"],
     )
+
+
+async def _claim_and_take(
+    session: AsyncSession,
+    quote: Mapping[str, Any],
+    values: Mapping[str, Any],
+    personal: AccountSpec,
+    attempt: risk_service.Attempt,
+    now: datetime,
+) -> None:
+    """Claim the settlement row, then compare-and-set the holder's year and balance.
+
+    One statement on PostgreSQL (falling back to the steps for a holder's first settlement of
+    the year or a holder never seen); the steps on SQLite.
+    """
+    year_done = account_done = False
+    if is_postgres(session):
+        got = await repository.claim_and_take_pg(
+            session,
+            values,
+            assumed_deductible_used=quote["assumed_deductible_used_fen"],
+            assumed_fund_paid=quote["assumed_fund_paid_fen"],
+            account_id=personal.id,
+            assumed_balance=quote["assumed_balance_fen"],
+        )
+        if not got["claimed"]:
+            raise QuoteAlreadySettledError(
+                "This quote (or its settlement token) is already settled."
+            )
+        if not got["year_ok"] and got["year_exists"]:
+            raise _stale(attempt, now, "annual totals")
+        if got["year_ok"] and not got["account_ok"] and got["account_exists"]:
+            raise _stale(attempt, now, "personal-account balance")
+        year_done, account_done = bool(got["year_ok"]), bool(got["account_ok"])
+    elif not await repository.claim(session, values):
+        raise QuoteAlreadySettledError("This quote (or its settlement token) is already settled.")
+    if not year_done and not await repository.add_to_year_if_unchanged(
+        session,
+        holder_ref=quote["holder_ref"],
+        year=quote["year"],
+        d=quote["deductible_fen"],
+        f=quote["fund_pay_fen"],
+        ad=quote["assumed_deductible_used_fen"],
+        af=quote["assumed_fund_paid_fen"],
+    ):
+        raise _stale(attempt, now, "annual totals")
+    if not account_done and not await _take_from_account(session, personal, quote, now):
+        raise _stale(attempt, now, "personal-account balance")
 
 
 async def _take_from_account(
