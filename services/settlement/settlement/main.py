@@ -43,10 +43,11 @@ def create_app(settings: SettlementSettings) -> FastAPI:
         key_purposes=KEY_PURPOSES,
         public_key_purposes=KEY_PURPOSES,
         peers=("identity", "issuance"),
+        # The hot routes first: FastAPI matches routes in order (measured a few % of the CPU).
         routers=[
-            policies_router.router,
             quotes_router.router,
             settlements_router.router,
+            policies_router.router,
             reconciliation_router.router,
             accounts_router.router,
             accounts_router.internal,
