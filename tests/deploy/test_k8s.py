@@ -28,6 +28,7 @@ from support.k8s_checks import (
     find,
     ingress_problems,
     kubectl,
+    must,
     namespace_problems,
     network_matrix,
     of_kind,
@@ -50,7 +51,7 @@ def rendered() -> dict[str, list[Obj]]:
     return {name: render(path) for name, path in OVERLAYS.items()}
 
 
-def broken(objs: list[Obj], mutate: Callable[[list[Obj]], None]) -> list[Obj]:
+def broken(objs: list[Obj], mutate: Callable[[list[Obj]], object]) -> list[Obj]:
     copied = copy.deepcopy(objs)
     mutate(copied)
     return copied
@@ -242,20 +243,23 @@ def test_schema_check_catches_a_misspelt_field(rendered: dict[str, list[Obj]]) -
             "Deployment/settlement/settlement: no cpu limits",
         ),
         (
-            lambda o: o.remove(find(o, "HorizontalPodAutoscaler", "settlement")),
+            lambda o: o.remove(must(find(o, "HorizontalPodAutoscaler", "settlement"))),
             "settlement: no HorizontalPodAutoscaler",
         ),
         (
-            lambda o: o.remove(find(o, "PodDisruptionBudget", "issuance")),
+            lambda o: o.remove(must(find(o, "PodDisruptionBudget", "issuance"))),
             "issuance: no PodDisruptionBudget selecting its pods",
         ),
         (
-            lambda o: o.remove(find(o, "NetworkPolicy", "identity")),
+            lambda o: o.remove(must(find(o, "NetworkPolicy", "identity"))),
             "identity: no NetworkPolicy of its own",
         ),
-        (lambda o: o.remove(find(o, "Job", "issuance-migrate")), "issuance: no migration Job"),
         (
-            lambda o: pod_spec(find(o, "Deployment", "issuance"))["securityContext"].update(
+            lambda o: o.remove(must(find(o, "Job", "issuance-migrate"))),
+            "issuance: no migration Job",
+        ),
+        (
+            lambda o: pod_spec(must(find(o, "Deployment", "issuance")))["securityContext"].update(
                 runAsNonRoot=False
             ),
             "Deployment/issuance: pod securityContext.runAsNonRoot is not true",
@@ -282,14 +286,14 @@ def test_network_check_catches_an_extra_and_a_missing_path(rendered: dict[str, l
         policy["spec"]["ingress"].append({"from": [{"namespaceSelector": {}}]})
 
     def drop_settlement_policy(objs: list[Obj]) -> None:
-        objs.remove(find(objs, "NetworkPolicy", "settlement"))
+        objs.remove(must(find(objs, "NetworkPolicy", "settlement")))
 
     def drop_it_and_default_deny(objs: list[Obj]) -> None:
         drop_settlement_policy(objs)
-        objs.remove(find(objs, "NetworkPolicy", "default-deny"))
+        objs.remove(must(find(objs, "NetworkPolicy", "default-deny")))
 
     def drop_dns(objs: list[Obj]) -> None:
-        objs.remove(find(objs, "NetworkPolicy", "allow-dns"))
+        objs.remove(must(find(objs, "NetworkPolicy", "allow-dns")))
 
     extra = network_matrix(broken(rendered["prod"], open_gateway)) - expected_matrix()
     assert ("other-pod", "gateway", "8000/TCP") in extra

@@ -58,6 +58,12 @@ def render(path: Path) -> list[Obj]:
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
+def must(obj: Obj | None) -> Obj:
+    """``obj``, which the caller knows is there (fails the test otherwise)."""
+    assert obj is not None
+    return obj
+
+
 def find(objs: Iterable[Obj], kind: str, name: str) -> Obj | None:
     for obj in objs:
         if obj.get("kind") == kind and obj.get("metadata", {}).get("name") == name:
@@ -514,8 +520,8 @@ def _port_matches(rule_ports: list[Obj] | None, port: str) -> bool:
             raise ValueError(f"named port {p['port']!r} in a NetworkPolicy: use numbers")
         if p.get("protocol", "TCP") != proto:
             continue
-        low = p.get("port")
-        if low is None or low <= int(number) <= p.get("endPort", low):
+        low: int | None = p.get("port")
+        if low is None or low <= int(number) <= int(p.get("endPort", low)):
             return True
     return False
 
