@@ -22,6 +22,7 @@ from typing import Annotated, Any, Protocol
 import aiohttp
 import httpx
 from fastapi import APIRouter, FastAPI, Query, Request
+from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
@@ -36,6 +37,7 @@ from shared.auth import (
 )
 from shared.db import Database, install_db_error_handler, make_engine
 from shared.http import ServiceClient, new_session
+from shared.keyrotation import rotation_router
 from shared.logs import configure_logging
 from shared.metrics import Metrics
 from shared.problems import install_problem_handlers, problem_response
@@ -108,7 +110,12 @@ class ServiceApp(FastAPI):
 
 
 def _peer_url(settings: ServiceSettings, peer: str) -> str:
+    """All replicas of a peer, comma-separated, as configured."""
     return str(getattr(settings, f"{peer}_url"))
+
+
+def _first_url(urls: str) -> str:
+    return urls.split(",", 1)[0].strip()
 
 
 def health_router() -> APIRouter:
@@ -183,19 +190,46 @@ class Drainable(Protocol):
     draining: bool
 
 
+class WhoAmI(BaseModel):
+    """The verified caller of a request, as the service sees it."""
+
+    client_id: str
+    kind: str
+    scopes: list[str]
+    region_code: str | None = None
+    level: int | None = None
+
+
 def internal_router() -> APIRouter:
-    """``/internal/whoami``: echoes the verified caller (debugging and auth tests)."""
-    router = APIRouter(include_in_schema=False)
+    """``/v1/whoami`` and ``/internal/whoami``: the verified caller (integration debugging)."""
+    router = APIRouter()
 
-    @router.get("/internal/whoami")
-    async def whoami(principal: PrincipalDep) -> dict[str, Any]:
-        return {
-            "client_id": principal.client_id,
-            "kind": principal.kind.value,
-            "scope": principal.scope,
-            "iss": principal.iss,
-        }
+    async def whoami(principal: PrincipalDep) -> WhoAmI:
+        return WhoAmI(
+            client_id=principal.client_id,
+            kind=principal.kind.value,
+            scopes=sorted(principal.scopes),
+            region_code=principal.region_code,
+            level=principal.level,
+        )
 
+    router.add_api_route(
+        "/v1/whoami",
+        whoami,
+        methods=["GET"],
+        tags=["auth"],
+        summary="Who am I",
+        description="The calling client as the platform sees it: id, kind, scopes and, for "
+        "hospitals, region and level. Useful to check an integration's credentials.",
+        response_model=WhoAmI,
+    )
+    router.add_api_route(
+        "/internal/whoami",
+        whoami,
+        methods=["GET"],
+        include_in_schema=False,
+        response_model=WhoAmI,
+    )
     return router
 
 
@@ -290,7 +324,7 @@ def build_service_app(
         jwks_http = httpx.AsyncClient(timeout=2.0, follow_redirects=False)
         jwks: dict[str, JwksCache] = {
             GATEWAY_ISSUER: JwksCache(
-                settings.gateway_url + "/internal/jwks.json",
+                _first_url(settings.gateway_url) + "/internal/jwks.json",
                 client=jwks_http,
                 ttl=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_seconds,
@@ -298,7 +332,7 @@ def build_service_app(
         }
         for peer in peers:
             jwks[service_urn(peer)] = JwksCache(
-                _peer_url(settings, peer) + "/internal/jwks.json",
+                _first_url(_peer_url(settings, peer)) + "/internal/jwks.json",
                 client=jwks_http,
                 ttl=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_seconds,
@@ -381,6 +415,7 @@ def build_service_app(
     app.include_router(health_router())
     app.include_router(jwks_router(public_key_purposes))
     app.include_router(internal_router())
+    app.include_router(rotation_router())
     if settings.environment is Environment.TEST:
         app.include_router(testing_router())
     for router in routers:
