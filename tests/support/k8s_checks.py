@@ -237,7 +237,7 @@ def workload_problems(objs: list[Obj]) -> list[str]:
         ports = [p.get("containerPort") for p in main.get("ports", [])]
         if ports != [PORTS[svc]]:
             problems.append(f"{svc}: container ports {ports} != [{PORTS[svc]}]")
-        if _probe_path(main, "readinessProbe") != "/readyz":
+        if (_probe_path(main, "readinessProbe") or "").split("?")[0] != "/readyz":
             problems.append(f"{svc}: no readinessProbe on /readyz")
         if _probe_path(main, "livenessProbe") != "/livez":
             problems.append(f"{svc}: no livenessProbe on /livez")
