@@ -200,3 +200,42 @@ class HolderAccountSummary(WireModel):
     fund_paid_fen: int
     cap_remaining_fen: int
     recent: list[SettlementBrief]
+
+
+# --- identity → issuance: PIN check and partner client details ---------------------------------
+
+
+class PinCheckRequest(WireModel):
+    """``POST /internal/v1/holders/{holder_ref}/pin-check`` (owner: identity).
+
+    Issuance keeps only the masked ID number, so identity answers whether a proposed
+    six-digit PIN occurs anywhere in the holder's ID number.
+    """
+
+    pin: str = Field(pattern=r"^\d{6}$")
+
+
+class PinCheckResult(WireModel):
+    contained: bool
+
+
+class PartnerClientInfo(WireModel):
+    """``GET /internal/v1/clients/{client_id}`` (owner: identity): what issuance needs to
+    deliver a partner's webhooks. ``webhook_secret`` is the HMAC key of the signatures."""
+
+    client_id: str
+    kind: str
+    name: str = ""
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    disabled: bool = False
+
+
+# --- issuance → partner apps: webhook events (public, documented in the gateway) -----------------
+
+
+class EcardWebhookType(StrEnum):
+    SUSPENDED = "ecard.suspended"
+    RESUMED = "ecard.resumed"
+    REVOKED = "ecard.revoked"
+    REISSUED = "ecard.reissued"
