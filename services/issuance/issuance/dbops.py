@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,7 +16,7 @@ def dialect(session: AsyncSession) -> str:
 
 
 async def insert_or_nothing(
-    session: AsyncSession, table: Table, values: dict[str, Any], returning: ColumnElement[Any]
+    session: AsyncSession, table: Any, values: dict[str, Any], returning: ColumnElement[Any]
 ) -> bool:
     """Insert one row unless a unique key already holds it; True if this call inserted it.
 

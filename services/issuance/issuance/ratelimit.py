@@ -13,8 +13,9 @@ import math
 import time
 
 from limits import parse
-from limits.aio.storage import MemoryStorage, Storage, storage_from_string
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 
 logger = logging.getLogger("issuance.ratelimit")
 
@@ -27,7 +28,10 @@ class QrRateLimiter:
         storage: Storage
         if redis_url:
             uri = redis_url if redis_url.startswith("async+") else "async+" + redis_url
-            storage = storage_from_string(uri)  # type: ignore[assignment]
+            found = storage_from_string(uri)
+            if not isinstance(found, Storage):
+                raise ValueError(f"{redis_url!r} is not an async rate-limit storage")
+            storage = found
         else:
             storage = MemoryStorage()
         self.storage = storage

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import itertools
 import os
 
 from issuance.errors import PinRejectedError
@@ -24,7 +25,7 @@ def check_pin_shape(pin: str, *, field: str = "pin") -> None:
     if len(pin) != 6 or not pin.isascii() or not pin.isdigit():
         raise PinRejectedError("The PIN must be exactly six digits.", field=field)
     digits = [int(c) for c in pin]
-    steps = {b - a for a, b in zip(digits, digits[1:], strict=False)}
+    steps = {b - a for a, b in itertools.pairwise(digits)}
     if steps == {0}:
         raise PinRejectedError("The PIN must not be one repeated digit.", field=field)
     if steps in ({1}, {-1}):

@@ -42,9 +42,7 @@ async def get_by_seq(session: AsyncSession, seq: int) -> Ecard | None:
     return await session.get(Ecard, seq)
 
 
-async def linked_for_card(
-    session: AsyncSession, holder_ref: str, card_ref: str
-) -> Sequence[Ecard]:
+async def linked_for_card(session: AsyncSession, holder_ref: str, card_ref: str) -> Sequence[Ecard]:
     """Every linked e-card of ``holder_ref`` that follows physical card ``card_ref``, locked."""
     stmt = (
         select(Ecard)
@@ -78,7 +76,7 @@ async def spend_assertion(session: AsyncSession, jti: str, expires_at: datetime)
     """Record an identity assertion as used; False if it already was."""
     table = UsedAssertion.__table__
     return await insert_or_nothing(
-        session, table, {"jti": jti, "expires_at": expires_at}, table.c.jti  # type: ignore[arg-type]
+        session, table, {"jti": jti, "expires_at": expires_at}, table.c.jti
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response, status
 
 from issuance.deps import ContextDep, IssuePrincipal, ManagePrincipal, SessionDep
@@ -10,7 +12,9 @@ from issuance.ecards.schemas import EcardCreate, EcardRead, PaymentEnable, PinUp
 
 router = APIRouter(prefix="/v1/ecards", tags=["E-cards"])
 
-_NOT_FOUND = {404: {"description": "No such e-card for this app (also another app's)."}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such e-card for this app (also another app's)."}
+}
 
 
 @router.post(
@@ -100,9 +104,7 @@ async def resume(
 
 
 @router.delete("/{ecard_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
-async def unlink(
-    ecard_id: str, session: SessionDep, principal: ManagePrincipal
-) -> Response:
+async def unlink(ecard_id: str, session: SessionDep, principal: ManagePrincipal) -> Response:
     """Unlink: this app's credential and QR codes stop working; other apps are unaffected."""
     ecard = await service.get_owned(session, ecard_id, principal.client_id, for_update=True)
     await service.unlink(session, ecard)

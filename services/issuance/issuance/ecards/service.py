@@ -14,7 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from issuance.context import ASSERTION_AUDIENCE, IssuanceContext
-from issuance.ecards import lifecycle, pin as pins, repository
+from issuance.ecards import lifecycle, repository
+from issuance.ecards import pin as pins
 from issuance.ecards.schemas import EcardRead, HolderRead
 from issuance.errors import (
     AssertionInvalidError,
@@ -31,8 +32,12 @@ from issuance.errors import (
 from issuance.models import Ecard
 from issuance.times import as_utc, utcnow
 from shared.http import UpstreamProblemError
-from shared.tokens.claims import ECARD_CREDENTIAL, IDENTITY_ASSERTION, EcardCredentialClaims
-from shared.tokens.claims import IdentityAssertionClaims
+from shared.tokens.claims import (
+    ECARD_CREDENTIAL,
+    IDENTITY_ASSERTION,
+    EcardCredentialClaims,
+    IdentityAssertionClaims,
+)
 from shared.tokens.codec import InvalidTokenError, sign_token, verify_token_async
 from shared.wire import CardStatus, EcardStatus, HolderProfile, PinCheckRequest, PinCheckResult
 
@@ -64,7 +69,9 @@ def _encrypt(ctx: IssuanceContext, ecard_id: str, column: str, value: str) -> by
 def credential(ctx: IssuanceContext, ecard: Ecard) -> str:
     """A fresh ``ECARD_CREDENTIAL`` for the app that owns ``ecard``."""
     now = int(utcnow().timestamp())
-    exp = min(now + ctx.settings.credential_lifetime_seconds, int(as_utc(ecard.valid_until).timestamp()))
+    exp = min(
+        now + ctx.settings.credential_lifetime_seconds, int(as_utc(ecard.valid_until).timestamp())
+    )
     claims = EcardCredentialClaims(
         iss=ctx.settings.public_issuer,
         sub=ecard.pairwise_id,
@@ -222,22 +229,27 @@ async def get_owned(
 
 
 async def check_pin(
-    session: AsyncSession, ctx: IssuanceContext, ecard: Ecard, pin: str, *, field: str = "pin"
+    session: AsyncSession,
+    ctx: IssuanceContext,
+    seq: int,
+    pin_hash: str | None,
+    pin: str,
+    *,
+    field: str = "pin",
 ) -> None:
-    """Verify ``pin`` against the e-card's PIN, counting the attempt (5 wrong → 423 lock).
+    """Verify ``pin`` against an e-card's PIN, counting the attempt (5 wrong → 423 lock).
 
     Never call it while holding the e-card's row lock: the attempt is counted in a
     transaction of its own, which would wait for that lock.
     """
-    if ecard.pin_hash is None:
+    if pin_hash is None:
         raise PinNotSetError("Set a PIN first.")
     limit = ctx.settings.pin_max_failures
-    counted = await repository.claim_pin_attempt(ctx.runtime.db, ecard.seq, limit)
+    counted = await repository.claim_pin_attempt(ctx.runtime.db, seq, limit)
     if counted is None:
         raise PinLockedError("Payment is locked after too many wrong PINs; reset the PIN.")
-    if await pins.verify_pin(pin, ecard.pin_hash):
-        await repository.reset_pin_attempts(session, ecard.seq)
-        ecard.pin_failures = 0
+    if await pins.verify_pin(pin, pin_hash):
+        await repository.reset_pin_attempts(session, seq)
         return
     if counted >= limit:
         raise PinLockedError("Wrong PIN; payment is now locked. Reset the PIN to unlock.")
@@ -277,7 +289,7 @@ async def set_pin(
         elif old_pin is None:
             raise PinRequiredError("The current PIN is required to change it.", field="old_pin")
         else:
-            await check_pin(session, ctx, ecard, old_pin, field="old_pin")
+            await check_pin(session, ctx, ecard.seq, ecard.pin_hash, old_pin, field="old_pin")
     if await _pin_in_id_number(ctx, ecard.holder_ref, pin):
         raise PinRejectedError("The PIN must not be taken from the ID number.")
     ecard.pin_hash = await pins.hash_pin(pin, ctx.settings.pin_scrypt_log2_n)
@@ -293,16 +305,15 @@ async def enable_payment(
     """Level 2 after a correct PIN; the e-card must be active."""
     if ecard.status != EcardStatus.ACTIVE.value:
         raise EcardStateConflictError("Only an active e-card can enable payment.")
-    await check_pin(session, ctx, ecard, pin)
+    await check_pin(session, ctx, ecard.seq, ecard.pin_hash, pin)
+    ecard.pin_failures = 0
     ecard.sign_level = 2
     ecard.updated_at = utcnow()
     await session.flush()
     return ecard
 
 
-async def set_app_suspended(
-    session: AsyncSession, ecard: Ecard, suspended: bool
-) -> Ecard:
+async def set_app_suspended(session: AsyncSession, ecard: Ecard, suspended: bool) -> Ecard:
     """The app's suspend/resume; a card-level suspension or revocation stays in force."""
     if ecard.status == EcardStatus.REVOKED.value:
         raise EcardStateConflictError("The e-card is revoked.")

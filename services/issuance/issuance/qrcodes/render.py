@@ -66,7 +66,5 @@ def png_bytes(token: str, *, scale: int = 4) -> bytes:
 def svg_text(token: str, *, scale: int = 4) -> str:
     """An SVG document of the QR code of ``token`` (segno's writer, one path)."""
     out = io.BytesIO()
-    encode(token).save(
-        out, kind="svg", scale=scale, border=BORDER, xmldecl=False, light="#fff"
-    )
+    encode(token).save(out, kind="svg", scale=scale, border=BORDER, xmldecl=False, light="#fff")
     return out.getvalue().decode()

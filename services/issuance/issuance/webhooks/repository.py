@@ -50,5 +50,7 @@ async def mark_failed(
 
 
 async def count_pending(session: AsyncSession) -> int:
-    stmt = select(func.count()).select_from(WebhookOutbox).where(WebhookOutbox.delivered_at.is_(None))
+    stmt = (
+        select(func.count()).select_from(WebhookOutbox).where(WebhookOutbox.delivered_at.is_(None))
+    )
     return int((await session.execute(stmt)).scalar_one())

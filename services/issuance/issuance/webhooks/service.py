@@ -86,7 +86,7 @@ def body_of(row: WebhookOutbox) -> bytes:
 
 def backoff(attempts: int, base: float, cap: float) -> float:
     """Seconds before try ``attempts + 1``: exponential, capped, with jitter in [½, 1]."""
-    delay = min(cap, base * (2 ** max(0, attempts - 1)))
+    delay = min(cap, base * 2.0 ** max(0, attempts - 1))
     return delay * (0.5 + random.random() / 2)
 
 
@@ -154,7 +154,9 @@ async def relay_once(ctx: IssuanceContext) -> int:
                 await repository.mark_delivered(session, row.id, now, outcome, attempts)
             else:
                 delay = backoff(
-                    attempts, settings.webhook_backoff_base_seconds, settings.webhook_backoff_cap_seconds
+                    attempts,
+                    settings.webhook_backoff_base_seconds,
+                    settings.webhook_backoff_cap_seconds,
                 )
                 next_at = now + timedelta(seconds=delay)
                 await repository.mark_failed(session, row.id, attempts, next_at, error)
