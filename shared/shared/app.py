@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import aiohttp
 import httpx
 from fastapi import APIRouter, FastAPI, Request
+from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
@@ -160,19 +161,46 @@ class Drainable(Protocol):
     draining: bool
 
 
+class WhoAmI(BaseModel):
+    """The verified caller of a request, as the service sees it."""
+
+    client_id: str
+    kind: str
+    scopes: list[str]
+    region_code: str | None = None
+    level: int | None = None
+
+
 def internal_router() -> APIRouter:
-    """``/internal/whoami``: echoes the verified caller (debugging and auth tests)."""
-    router = APIRouter(include_in_schema=False)
+    """``/v1/whoami`` and ``/internal/whoami``: the verified caller (integration debugging)."""
+    router = APIRouter()
 
-    @router.get("/internal/whoami")
-    async def whoami(principal: PrincipalDep) -> dict[str, Any]:
-        return {
-            "client_id": principal.client_id,
-            "kind": principal.kind.value,
-            "scope": principal.scope,
-            "iss": principal.iss,
-        }
+    async def whoami(principal: PrincipalDep) -> WhoAmI:
+        return WhoAmI(
+            client_id=principal.client_id,
+            kind=principal.kind.value,
+            scopes=sorted(principal.scopes),
+            region_code=principal.region_code,
+            level=principal.level,
+        )
 
+    router.add_api_route(
+        "/v1/whoami",
+        whoami,
+        methods=["GET"],
+        tags=["auth"],
+        summary="Who am I",
+        description="The calling client as the platform sees it: id, kind, scopes and, for "
+        "hospitals, region and level. Useful to check an integration's credentials.",
+        response_model=WhoAmI,
+    )
+    router.add_api_route(
+        "/internal/whoami",
+        whoami,
+        methods=["GET"],
+        include_in_schema=False,
+        response_model=WhoAmI,
+    )
     return router
 
 
