@@ -35,5 +35,6 @@ async def redeem(
         )
         .values(redeemed_at=now, redemption_ref=ref)
         .returning(SettlementToken.token_hash)
+        .execution_options(synchronize_session=False)
     )
     return result.first() is not None
