@@ -7,6 +7,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel
 from starlette.responses import HTMLResponse
@@ -16,6 +17,7 @@ from issuance.ecards import service as ecard_service
 from issuance.errors import SessionExpiredError
 from issuance.h5 import service
 from issuance.qrcodes.schemas import QrRead
+from shared.problems import NotFoundError
 
 router = APIRouter(tags=["E-card web page"])
 
@@ -88,7 +90,7 @@ async def qrcode(session_token: str, session: SessionDep, ctx: ContextDep) -> Qr
 async def static(asset: str, request: Request) -> Response:
     media = _ASSETS.get(asset)
     if media is None:
-        return Response(status_code=404)
+        raise NotFoundError("No such asset.")
     return Response(
         _file("static", asset),
         media_type=media,
@@ -97,8 +99,6 @@ async def static(asset: str, request: Request) -> Response:
 
 
 def _no_store(body: dict[str, Any]) -> Response:
-    import orjson
-
     return Response(
         orjson.dumps(body),
         media_type="application/json",
