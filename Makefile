@@ -24,8 +24,9 @@ $(STAMP): $(PYPROJECTS) requirements-dev.txt constraints.txt
 
 venv: $(STAMP) ## create .venv and install every package (editable) and the dev tools
 
-run: $(STAMP) ## migrate, seed demo data and run the four services on 127.0.0.1:8000-8003 (Ctrl-C stops)
-	$(PY) -m devkit.run
+REPLICAS ?= 1
+run: $(STAMP) ## migrate, seed demo data and run the services on 127.0.0.1:8000-8003 (REPLICAS=2: two of each, on PostgreSQL+Redis)
+	$(PY) -m devkit.run --replicas $(REPLICAS)
 
 test: $(STAMP) ## run the whole test suite (PostgreSQL tests need $$ESSC_TEST_POSTGRES_URL reachable)
 	$(PY) -m pytest $(PYTEST_ARGS)

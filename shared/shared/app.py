@@ -37,6 +37,7 @@ from shared.auth import (
 )
 from shared.db import Database, install_db_error_handler, make_engine
 from shared.http import ServiceClient, new_session
+from shared.keyrotation import rotation_router
 from shared.logs import configure_logging
 from shared.metrics import Metrics
 from shared.problems import install_problem_handlers, problem_response
@@ -102,7 +103,12 @@ class ServiceApp(FastAPI):
 
 
 def _peer_url(settings: ServiceSettings, peer: str) -> str:
+    """All replicas of a peer, comma-separated, as configured."""
     return str(getattr(settings, f"{peer}_url"))
+
+
+def _first_url(urls: str) -> str:
+    return urls.split(",", 1)[0].strip()
 
 
 def health_router() -> APIRouter:
@@ -294,7 +300,7 @@ def build_service_app(
         jwks_http = httpx.AsyncClient(timeout=2.0, follow_redirects=False)
         jwks: dict[str, JwksCache] = {
             GATEWAY_ISSUER: JwksCache(
-                settings.gateway_url + "/internal/jwks.json",
+                _first_url(settings.gateway_url) + "/internal/jwks.json",
                 client=jwks_http,
                 ttl=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_seconds,
@@ -302,7 +308,7 @@ def build_service_app(
         }
         for peer in peers:
             jwks[service_urn(peer)] = JwksCache(
-                _peer_url(settings, peer) + "/internal/jwks.json",
+                _first_url(_peer_url(settings, peer)) + "/internal/jwks.json",
                 client=jwks_http,
                 ttl=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_seconds,
@@ -385,6 +391,7 @@ def build_service_app(
     app.include_router(health_router())
     app.include_router(jwks_router(public_key_purposes))
     app.include_router(internal_router())
+    app.include_router(rotation_router())
     for router in routers:
         app.include_router(router)
     return app

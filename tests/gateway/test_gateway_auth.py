@@ -250,7 +250,10 @@ async def test_scope_and_kind_matrix(stub: Stub, make_gateway: Any) -> None:
         for kind, token in tokens.items():
             resp = await gw.request(route.method, path, headers=bearer(token))
             if kind in route.kinds:
-                assert resp.status_code == 200, (route.template, kind)
+                # Forwarded (the stub echoes 200) or answered by the gateway itself after
+                # authorisation (e.g. 422 for an empty key-rotation body): never 401/403.
+                expected = 200 if route.upstream != "gateway" else 422
+                assert resp.status_code == expected, (route.template, kind)
             else:
                 assert resp.status_code == 403, (route.template, kind)
                 assert resp.json()["detail"] == "This client kind may not use this operation."

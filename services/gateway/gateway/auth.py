@@ -165,4 +165,7 @@ class ClientAuthenticator:
             raise ForbiddenError(f"Missing scope: {missing}.")
         await self.limiter.check(claims.client_id)
         scope["essc.client_id"] = claims.client_id
+        if route.upstream == "gateway":
+            scope["essc.principal"] = claims
+            return None
         return "Bearer " + self.internal.token_for(claims, route.upstream)

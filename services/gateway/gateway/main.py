@@ -27,6 +27,7 @@ from starlette.types import ASGIApp
 
 from gateway.auth import ClientAuthenticator, RateLimiter
 from gateway.config import GatewaySettings
+from gateway.keys import keys_router
 from gateway.openapi import merge
 from gateway.proxy import Authenticator, Forwarder
 from gateway.routes import RouteTable
@@ -171,9 +172,9 @@ def _own_router() -> APIRouter:
                 *(_fetch_json(runtime.upstreams[n], "/openapi.json", 2.0) for n in UPSTREAMS)
             )
             complete = all(d is not None for d in docs)
-            runtime.openapi = merge(
-                dict(zip(UPSTREAMS, docs, strict=True)), public_issuer=settings.public_issuer
-            )
+            merged_docs = dict(zip(UPSTREAMS, docs, strict=True))
+            merged_docs["gateway"] = request.app.openapi()
+            runtime.openapi = merge(merged_docs, public_issuer=settings.public_issuer)
             runtime.openapi_at = time.monotonic() if complete else 0.0
         return JSONResponse(runtime.openapi)
 
@@ -329,6 +330,7 @@ def create_app(settings: GatewaySettings, *, authenticator: Authenticator | None
         )
 
     app.include_router(_own_router())
+    app.include_router(keys_router())
     # /livez from the shared router; its /readyz and /metrics are shadowed by the ones above.
     app.include_router(health_router())
     return app
