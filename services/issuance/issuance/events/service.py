@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -126,18 +126,23 @@ async def consume_once(ctx: IssuanceContext) -> int:
 
 
 async def consume_loop(ctx: IssuanceContext) -> None:
-    """Poll the feed every ``event_poll_seconds`` (at once again after a full page)."""
+    """Poll the feed every ``event_poll_seconds`` (at once again after a full page).
+
+    A failing feed (identity down or restarting) is logged once per kind of failure and
+    then once a minute, not on every pass.
+    """
+    last_failure, last_logged = "", 0.0
     while True:
         applied = 0
         try:
             applied = await consume_once(ctx)
+            last_failure = ""
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            logger.warning("event feed pass failed: %s", type(exc).__name__)
+            failure = type(exc).__name__ + ":" + str(getattr(exc, "status", ""))
+            if failure != last_failure or time.monotonic() - last_logged > 60:
+                logger.warning("event feed pass failed: %s", failure)
+                last_failure, last_logged = failure, time.monotonic()
         if applied < ctx.settings.event_page_size:
             await asyncio.sleep(ctx.settings.event_poll_seconds)
-
-
-def new_event_id() -> str:
-    return "evt_" + secrets.token_urlsafe(18)
