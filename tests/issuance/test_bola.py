@@ -36,7 +36,8 @@ async def test_every_ecard_route_is_404_for_another_app(env: IssuanceEnv) -> Non
     owner = env.peers.partner("app-a")
     resp = await env.client.get(base, headers=owner)
     assert resp.status_code == 200
-    assert resp.json()["status"] == "active" and resp.json()["pin_set"] is False
+    assert resp.json()["status"] == "active"
+    assert resp.json()["pin_set"] is False
     # And the owner can use every route (the matrix is not vacuous).
     for method, suffix, body in ROUTES:
         if suffix == "/payment":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -22,8 +24,11 @@ async def test_issue_returns_the_contract_fields_and_a_verifiable_credential(
 ) -> None:
     holder = env.peers.add_holder()
     card = await env.issue(holder, "app-a")
-    assert card["sign_level"] == 1 and card["status"] == "active" and card["sign_seq"] == 1
-    assert card["region_code"] == "370200" and card["sign_no"].startswith("370200")
+    assert card["sign_level"] == 1
+    assert card["status"] == "active"
+    assert card["sign_seq"] == 1
+    assert card["region_code"] == "370200"
+    assert card["sign_no"].startswith("370200")
     assert card["holder"]["name_masked"] == "张**"
     assert card["holder"]["id_number_masked"] == "3604**********0071"
     ring = env.ctx.runtime.ring
@@ -35,7 +40,8 @@ async def test_issue_returns_the_contract_fields_and_a_verifiable_credential(
         audience="app-a",
     )
     assert claims.sub == card["holder"]["pairwise_id"]
-    assert claims.ecard_id == card["ecard_id"] and claims.sign_level == 1
+    assert claims.ecard_id == card["ecard_id"]
+    assert claims.sign_level == 1
 
 
 async def test_same_holder_same_app_gets_the_existing_ecard(env: IssuanceEnv) -> None:
@@ -55,7 +61,8 @@ async def test_pairwise_id_differs_between_apps(env: IssuanceEnv) -> None:
     a = await env.issue(holder, "app-a")
     b = await env.issue(holder, "app-b")
     assert a["holder"]["pairwise_id"] != b["holder"]["pairwise_id"]
-    assert a["ecard_id"] != b["ecard_id"] and a["sign_no"] != b["sign_no"]
+    assert a["ecard_id"] != b["ecard_id"]
+    assert a["sign_no"] != b["sign_no"]
 
 
 async def test_an_assertion_works_once(env: IssuanceEnv) -> None:
@@ -80,14 +87,16 @@ async def test_assertion_of_another_app_or_forged_is_refused(env: IssuanceEnv) -
         json={"identity_assertion": env.peers.assertion(holder, "app-b")},
         headers=env.peers.partner("app-a"),
     )
-    assert resp.status_code == 422 and problem_type(resp) == "assertion-invalid"
+    assert resp.status_code == 422
+    assert problem_type(resp) == "assertion-invalid"
     assert resp.json()["errors"][0]["field"] == "identity_assertion"
     token = env.peers.assertion(holder, "app-a")
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     resp = await env.client.post(
         "/v1/ecards", json={"identity_assertion": forged}, headers=env.peers.partner("app-a")
     )
-    assert resp.status_code == 422 and problem_type(resp) == "assertion-invalid"
+    assert resp.status_code == 422
+    assert problem_type(resp) == "assertion-invalid"
 
 
 async def test_physical_card_not_active_is_409(env: IssuanceEnv) -> None:
@@ -98,7 +107,8 @@ async def test_physical_card_not_active_is_409(env: IssuanceEnv) -> None:
         json={"identity_assertion": env.peers.assertion(holder, "app-a")},
         headers=env.peers.partner("app-a"),
     )
-    assert resp.status_code == 409 and problem_type(resp) == "card-not-active"
+    assert resp.status_code == 409
+    assert problem_type(resp) == "card-not-active"
 
 
 async def test_wrong_kind_or_scope_is_403_and_no_token_401(env: IssuanceEnv) -> None:
@@ -162,13 +172,15 @@ async def test_payment_needs_the_pin_and_five_wrong_pins_lock(env: IssuanceEnv) 
     path = f"/v1/ecards/{card['ecard_id']}"
     headers = env.peers.partner("app-a")
     resp = await env.client.post(path + "/payment", json={"pin": "135790"}, headers=headers)
-    assert resp.status_code == 409 and problem_type(resp) == "pin-not-set"
+    assert resp.status_code == 409
+    assert problem_type(resp) == "pin-not-set"
     assert (
         await env.client.put(path + "/pin", json={"pin": "135790"}, headers=headers)
     ).status_code == 204
     for attempt in range(1, 5):
         resp = await env.client.post(path + "/payment", json={"pin": "246801"}, headers=headers)
-        assert resp.status_code == 422 and problem_type(resp) == "pin-incorrect"
+        assert resp.status_code == 422
+        assert problem_type(resp) == "pin-incorrect"
         assert resp.json()["attempts_left"] == 5 - attempt
     resp = await env.client.post(path + "/payment", json={"pin": "246801"}, headers=headers)
     assert resp.status_code == 423
@@ -185,7 +197,8 @@ async def test_payment_needs_the_pin_and_five_wrong_pins_lock(env: IssuanceEnv) 
     assert resp.status_code == 204
     resp = await env.client.post(path + "/payment", json={"pin": "864209"}, headers=headers)
     assert resp.status_code == 200
-    assert resp.json()["sign_level"] == 2 and resp.json()["payment_locked"] is False
+    assert resp.json()["sign_level"] == 2
+    assert resp.json()["payment_locked"] is False
 
 
 async def test_changing_a_pin_needs_the_old_one(env: IssuanceEnv) -> None:
@@ -195,9 +208,11 @@ async def test_changing_a_pin_needs_the_old_one(env: IssuanceEnv) -> None:
     headers = env.peers.partner("app-a")
     assert (await env.client.put(path, json={"pin": "135790"}, headers=headers)).status_code == 204
     resp = await env.client.put(path, json={"pin": "246801"}, headers=headers)
-    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "old_pin"
+    assert resp.status_code == 422
+    assert resp.json()["errors"][0]["field"] == "old_pin"
     resp = await env.client.put(path, json={"pin": "246801", "old_pin": "000001"}, headers=headers)
-    assert resp.status_code == 422 and problem_type(resp) == "pin-incorrect"
+    assert resp.status_code == 422
+    assert problem_type(resp) == "pin-incorrect"
     resp = await env.client.put(path, json={"pin": "246801", "old_pin": "135790"}, headers=headers)
     assert resp.status_code == 204
 
@@ -209,13 +224,16 @@ async def test_app_suspend_resume_and_unlink(env: IssuanceEnv) -> None:
     ha, hb = env.peers.partner("app-a"), env.peers.partner("app-b")
     path = f"/v1/ecards/{a['ecard_id']}"
     resp = await env.client.post(path + "/suspend", headers=ha)
-    assert resp.status_code == 200 and resp.json()["status"] == "suspended"
+    assert resp.status_code == 200
+    assert resp.json()["status"] == "suspended"
     resp = await env.client.post(path + "/resume", headers=ha)
-    assert resp.status_code == 200 and resp.json()["status"] == "active"
+    assert resp.status_code == 200
+    assert resp.json()["status"] == "active"
     assert (await env.client.delete(path, headers=ha)).status_code == 204
     assert (await env.client.get(path, headers=ha)).status_code == 404
     other = await env.client.get(f"/v1/ecards/{b['ecard_id']}", headers=hb)
-    assert other.status_code == 200 and other.json()["status"] == "active"
+    assert other.status_code == 200
+    assert other.json()["status"] == "active"
     # After unlinking, the app may issue a new e-card for the holder (same pairwise id).
     again = await env.issue(holder, "app-a")
     assert again["ecard_id"] != a["ecard_id"]
@@ -230,7 +248,8 @@ async def test_personal_data_is_encrypted_at_rest(env: IssuanceEnv) -> None:
         bytes(str(row), "utf-8")
         for row in sqlite3.connect(db_file).execute("SELECT * FROM ecard").fetchall()
     )
-    with open(db_file, "rb") as fh:
-        raw += fh.read()
-    assert "欧**".encode() not in raw and "欧阳".encode() not in raw
-    assert b"3604**********0071" not in raw and b"1991-01-01" not in raw
+    raw += await asyncio.to_thread(Path(db_file).read_bytes)
+    assert "欧**".encode() not in raw
+    assert "欧阳".encode() not in raw
+    assert b"3604**********0071" not in raw
+    assert b"1991-01-01" not in raw

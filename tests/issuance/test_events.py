@@ -75,7 +75,8 @@ async def test_cancelled_revokes_and_replaced_reissues(env: IssuanceEnv) -> None
     )
     assert await events.consume_once(env.ctx) == 2
     card = await status(env, a["ecard_id"])
-    assert card["status"] == "active" and card["sign_seq"] == 2
+    assert card["status"] == "active"
+    assert card["sign_seq"] == 2
     assert card["sign_no"] != a["sign_no"]
     assert card["holder"]["pairwise_id"] == a["holder"]["pairwise_id"]
     # The old card's events no longer touch the e-card; the new card's do.
@@ -132,4 +133,5 @@ async def test_cursor_advances_with_the_effect(env: IssuanceEnv) -> None:
     async with env.ctx.runtime.db.sessionmaker() as session:
         after = (await session.execute(text("SELECT after_seq FROM event_cursor"))).scalar_one()
         region = (await session.execute(text("SELECT insured_region FROM ecard"))).scalar_one()
-    assert after == 2 and region == "310000"
+    assert after == 2
+    assert region == "310000"

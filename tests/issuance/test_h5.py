@@ -51,21 +51,27 @@ async def test_page_data_and_qr(env: IssuanceEnv) -> None:
     }
     path = await link(env, card["ecard_id"])
     page = await env.client.get(path)
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
     csp = page.headers["content-security-policy"]
-    assert "script-src 'self'" in csp and "default-src 'none'" in csp
+    assert "script-src 'self'" in csp
+    assert "default-src 'none'" in csp
     assert page.headers["referrer-policy"] == "no-referrer"
-    assert "Bearer" not in page.text and "eyJ" not in page.text
+    assert "Bearer" not in page.text
+    assert "eyJ" not in page.text
     data = (await env.client.get(path + "/data")).json()
-    assert data["name_masked"] == "张**" and data["region_code"] == "370200"
+    assert data["name_masked"] == "张**"
+    assert data["region_code"] == "370200"
     assert data["account"]["balance"] == "1234.56"
     assert data["recent"][0]["hospital_name"] == "青岛市立医院"
     qr = await env.client.post(path + "/qrcode")
     assert qr.status_code == 200
     decoded = zxingcpp.read_barcode(Image.open(io.BytesIO(base64.b64decode(qr.json()["image"]))))
-    assert decoded is not None and decoded.text == qr.json()["qr_token"]
+    assert decoded is not None
+    assert decoded.text == qr.json()["qr_token"]
     js = await env.client.get("/h5/static/ecard.js")
-    assert js.status_code == 200 and "text/javascript" in js.headers["content-type"]
+    assert js.status_code == 200
+    assert "text/javascript" in js.headers["content-type"]
     assert (await env.client.get("/h5/static/../main.py")).status_code == 404
     assert (await env.client.get("/h5/static/other.js")).status_code == 404
 
@@ -73,7 +79,8 @@ async def test_page_data_and_qr(env: IssuanceEnv) -> None:
 async def test_without_settlement_the_account_is_omitted(env: IssuanceEnv) -> None:
     card = await env.issue(env.peers.add_holder())
     data = (await env.client.get(await link(env, card["ecard_id"]) + "/data")).json()
-    assert "account" not in data and data["status"] == "active"
+    assert "account" not in data
+    assert data["status"] == "active"
 
 
 async def test_expired_or_unknown_link(tmp_path: Path) -> None:
@@ -85,9 +92,11 @@ async def test_expired_or_unknown_link(tmp_path: Path) -> None:
                 text("UPDATE h5_session SET expires_at = '2000-01-01 00:00:00.000000'")
             )
         page = await env.client.get(path)
-        assert page.status_code == 410 and "过期" in page.text
+        assert page.status_code == 410
+        assert "过期" in page.text
         data = await env.client.get(path + "/data")
-        assert data.status_code == 410 and data.json()["type"].endswith("session-expired")
+        assert data.status_code == 410
+        assert data.json()["type"].endswith("session-expired")
         assert (await env.client.post(path + "/qrcode")).status_code == 410
         unknown = await env.client.get("/h5/ecard/" + "A" * 43 + "/data")
         assert unknown.status_code == 410

@@ -31,7 +31,8 @@ CHROMIUM = "/usr/bin/chromium"
 def decode_data_url(src: str) -> str:
     data = base64.b64decode(src.split(",", 1)[1])
     result = zxingcpp.read_barcode(Image.open(io.BytesIO(data)))
-    assert result is not None and result.valid
+    assert result is not None
+    assert result.valid
     return str(result.text)
 
 
@@ -65,7 +66,9 @@ async def test_page_shows_a_qr_that_renews_before_it_expires(
         )
         serving = asyncio.create_task(server.serve())
         try:
-            while not server.started:
+            for _ in range(500):
+                if server.started:
+                    break
                 await asyncio.sleep(0.02)
             card = await env.issue(env.peers.add_holder())
             resp = await env.client.post(
@@ -86,12 +89,14 @@ async def test_page_shows_a_qr_that_renews_before_it_expires(
                     await page.goto(url)
                     first = await wait_for_src(page, None)
                     expires = await page.get_attribute("#qr", "data-expires-at")
-                    assert first is not None and expires is not None
+                    assert first is not None
+                    assert expires is not None
                     token = decode_data_url(first)
                     assert len(token) == 175
                     assert await page.text_content("#name") == "张**"
                     countdown = await page.text_content("#countdown")
-                    assert countdown is not None and countdown.isdigit()
+                    assert countdown is not None
+                    assert countdown.isdigit()
                     await page.screenshot(path=str(output_dir / "issuance-h5-ecard.png"))
                     await page.wait_for_function(
                         "(old) => document.getElementById('qr').src !== old",

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.asyncio
 
 def decode_png(data: bytes) -> str:
     result = zxingcpp.read_barcode(Image.open(io.BytesIO(data)))
-    assert result is not None and result.valid
+    assert result is not None
+    assert result.valid
     assert result.format == zxingcpp.BarcodeFormat.QRCode
     return str(result.text)
 
@@ -42,7 +43,8 @@ async def test_token_only_qr(env: IssuanceEnv) -> None:
     body = resp.json()
     assert "image" not in body
     assert len(body["qr_token"]) == QR_TOKEN_LENGTH
-    assert body["lifetime_seconds"] == 60 and 0 < body["refresh_in_seconds"] < 60
+    assert body["lifetime_seconds"] == 60
+    assert 0 < body["refresh_in_seconds"] < 60
     assert body["refresh_at"] < body["expires_at"]
     # An offline verifier with only the public JWKS accepts it and learns nothing else.
     jwks = (await env.client.get("/.well-known/jwks.json")).json()
@@ -68,7 +70,8 @@ async def test_png_and_svg_decode_to_the_exact_token(env: IssuanceEnv) -> None:
     direct = await env.client.get(
         f"/v1/ecards/{card['ecard_id']}/qrcode.png?purpose=identity", headers=headers
     )
-    assert direct.status_code == 200 and direct.headers["content-type"] == "image/png"
+    assert direct.status_code == 200
+    assert direct.headers["content-type"] == "image/png"
     assert direct.headers["cache-control"] == "no-store"
     assert len(decode_png(direct.content)) == QR_TOKEN_LENGTH
     bad = await env.client.get(
@@ -89,7 +92,8 @@ async def test_worst_case_token_is_qr_version_9_and_decodes(env: IssuanceEnv) ->
     )
     assert len(token) == QR_TOKEN_LENGTH
     symbol = render.encode(token)
-    assert symbol.version == 9 and symbol.error == "M"
+    assert symbol.version == 9
+    assert symbol.error == "M"
     assert segno.make(token, error="m", boost_error=False).version <= 9
     assert decode_png(render.png_bytes(token)) == token
     assert decode_svg(render.svg_text(token)) == token
@@ -111,18 +115,22 @@ async def test_payment_code_needs_level_2_and_the_pin(env: IssuanceEnv) -> None:
     resp = await env.client.post(
         path, json={"purpose": "payment", "pin": "135790"}, headers=headers
     )
-    assert resp.status_code == 403 and resp.json()["type"].endswith("payment-not-enabled")
+    assert resp.status_code == 403
+    assert resp.json()["type"].endswith("payment-not-enabled")
     await env.enable_payment(card["ecard_id"])
     resp = await env.client.post(path, json={"purpose": "payment"}, headers=headers)
-    assert resp.status_code == 422 and resp.json()["type"].endswith("pin-required")
+    assert resp.status_code == 422
+    assert resp.json()["type"].endswith("pin-required")
     resp = await env.client.post(
         path, json={"purpose": "payment", "pin": "000001"}, headers=headers
     )
-    assert resp.status_code == 422 and resp.json()["type"].endswith("pin-incorrect")
+    assert resp.status_code == 422
+    assert resp.json()["type"].endswith("pin-incorrect")
     resp = await env.client.post(
         path, json={"purpose": "payment", "pin": "135790"}, headers=headers
     )
-    assert resp.status_code == 201 and resp.json()["purpose"] == "payment"
+    assert resp.status_code == 201
+    assert resp.json()["purpose"] == "payment"
 
 
 async def test_suspended_ecard_gets_no_code(env: IssuanceEnv) -> None:
@@ -132,7 +140,8 @@ async def test_suspended_ecard_gets_no_code(env: IssuanceEnv) -> None:
     resp = await env.client.post(
         f"/v1/ecards/{card['ecard_id']}/qrcodes", json={"purpose": "identity"}, headers=headers
     )
-    assert resp.status_code == 403 and resp.json()["type"].endswith("ecard-not-active")
+    assert resp.status_code == 403
+    assert resp.json()["type"].endswith("ecard-not-active")
 
 
 async def test_rate_limit_per_ecard(tmp_path: Path) -> None:

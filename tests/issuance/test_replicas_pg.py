@@ -160,11 +160,13 @@ async def test_status_change_on_one_process_stops_scans_on_the_other(cluster: Cl
     async with httpx.AsyncClient(timeout=30) as client:
         qr = await new_qr(client, cluster, two, ecard_id)
         resp = await client.post(f"{one}/v1/ecards/{ecard_id}/suspend", headers=manage)
-        assert resp.status_code == 200 and resp.json()["status"] == "suspended"
+        assert resp.status_code == 200
+        assert resp.json()["status"] == "suspended"
         scan = await client.post(
             f"{two}/v1/scans", json={"qr_token": qr, "purpose": "identity"}, headers=scanner
         )
-        assert scan.status_code == 403 and scan.json()["type"].endswith("ecard-not-active")
+        assert scan.status_code == 403
+        assert scan.json()["type"].endswith("ecard-not-active")
         resp = await client.post(f"{two}/v1/ecards/{ecard_id}/resume", headers=manage)
         assert resp.json()["status"] == "active"
         scan = await client.post(
@@ -181,4 +183,6 @@ def test_logs_carry_no_tokens_or_personal_data(cluster: Cluster) -> None:
     for name in ("issuance", "issuance-2"):
         path: Path = cluster.procs[name].log_path
         text += path.read_text(errors="replace")
-    assert "李*" not in text and "eyJ" not in text and "3702**" not in text
+    assert "李*" not in text
+    assert "eyJ" not in text
+    assert "3702**" not in text

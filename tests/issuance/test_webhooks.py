@@ -129,7 +129,10 @@ async def test_a_receiver_failing_twice_gets_it_on_the_third_try(
         assert len(receiver.attempts) == 3
         ids = {r["body"]["event_id"] for r in receiver.attempts}
         assert len(ids) == 1  # the same event id on every try
-        gaps = [b["at"] - a["at"] for a, b in zip(receiver.attempts, receiver.attempts[1:])]
+        gaps = [
+            b["at"] - a["at"]
+            for a, b in zip(receiver.attempts, receiver.attempts[1:], strict=False)
+        ]
         assert all(g > 0 for g in gaps)
         assert all(valid_signature(r) for r in receiver.attempts)
 
@@ -143,7 +146,8 @@ async def test_the_status_change_does_not_wait_for_the_receiver(
         resp = await env.client.post(
             f"/v1/ecards/{card['ecard_id']}/suspend", headers=env.peers.partner("app-a")
         )
-        assert resp.status_code == 200 and resp.json()["status"] == "suspended"
+        assert resp.status_code == 200
+        assert resp.json()["status"] == "suspended"
         # The receiver has the event but has not answered: the request already completed.
         await wait_for(lambda: len(receiver.attempts) == 1)
         assert receiver.acked == []
@@ -158,7 +162,7 @@ async def test_partner_without_webhook_is_skipped(tmp_path: Path, receiver: Rece
             f"/v1/ecards/{card['ecard_id']}/suspend", headers=env.peers.partner("app-b")
         )
         await wait_for(
-            lambda: 'essc_webhook_deliveries_total{outcome="no_endpoint"}' in _metrics(env)
+            lambda env=env: 'essc_webhook_deliveries_total{outcome="no_endpoint"}' in _metrics(env)
         )
         assert receiver.attempts == []
 
