@@ -83,7 +83,7 @@ async def seed_ecard(cluster: Cluster, client_id: str) -> str:
     try:
         async with engine.begin() as conn:
             await conn.execute(
-                insert(Ecard.__table__).values(
+                insert(Ecard).values(
                     ecard_id=ecard_id,
                     partner_client_id=client_id,
                     holder_ref="h_" + secrets.token_hex(4),

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from prometheus_client import Counter, Gauge
 
 from issuance.config import IssuanceSettings
+from issuance.hotdb import HotDb
 from issuance.ratelimit import QrRateLimiter
 from shared.app import Runtime
 from shared.fieldcrypto import DataKeys, load_data_keys
@@ -88,6 +89,7 @@ class IssuanceContext:
     limiter: QrRateLimiter
     metrics: IssuanceMetrics
     clients: ClientInfoCache
+    hotdb: HotDb
     relay_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -113,6 +115,12 @@ async def build_context(
         limiter=QrRateLimiter(settings.qr_rate_limit, settings.redis_url),
         metrics=app.state.issuance_metrics,
         clients=ClientInfoCache(settings.client_cache_seconds),
+        hotdb=await HotDb.open(
+            runtime.db,
+            settings.database_url,
+            size=settings.db_pool_size,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+        ),
     )
     app.state.issuance = ctx
     return ctx

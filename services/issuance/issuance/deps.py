@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 
-def get_context(request: Request) -> IssuanceContext:
+async def get_context(request: Request) -> IssuanceContext:
     ctx: IssuanceContext = request.app.state.issuance
     return ctx
 

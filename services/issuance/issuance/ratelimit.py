@@ -1,6 +1,7 @@
 """The per-e-card cap on QR issuance (security.md "Resource consumption").
 
-``limits`` with a moving window; Redis storage (shared by every replica) when
+``limits`` with a sliding-window counter (O(1) per hit, unlike a moving window whose
+log grows with the limit); Redis storage (shared by every replica) when
 ``ISSUANCE_REDIS_URL`` is set, which a multi-replica deployment needs, in-process memory
 otherwise. A limiter that cannot reach Redis lets the request through and logs: the QR's
 single use and short life are the real protection, the cap is a brake on abuse.
@@ -14,7 +15,7 @@ import time
 
 from limits import parse
 from limits.aio.storage import MemoryStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
 logger = logging.getLogger("issuance.ratelimit")
@@ -35,7 +36,7 @@ class QrRateLimiter:
         else:
             storage = MemoryStorage()
         self.storage = storage
-        self.limiter = MovingWindowRateLimiter(storage)
+        self.limiter = SlidingWindowCounterRateLimiter(storage)
 
     async def hit(self, key: str) -> int:
         """Count one QR for ``key``; the Retry-After seconds if over the cap, else 0."""

@@ -1,19 +1,19 @@
-"""SQL of QR issuance: one indexed read, in SQLAlchemy Core (the hot path; README "Issuance")."""
+"""SQL of QR issuance: one indexed read on the hot-path connection (:mod:`issuance.hotdb`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from issuance.hotdb import HotDb, Sql
 
-_OWNED = text(
+_OWNED = Sql(
     "SELECT seq, status, sign_level, pin_hash FROM ecard "
     "WHERE ecard_id = :ecard_id AND partner_client_id = :client_id AND link_key IS NOT NULL"
 )
 
 
-async def owned_for_qr(session: AsyncSession, ecard_id: str, client_id: str) -> Any | None:
-    """(seq, status, sign_level, pin_hash) of the app's linked e-card, or None."""
-    result = await session.execute(_OWNED, {"ecard_id": ecard_id, "client_id": client_id})
-    return result.first()
+async def owned_for_qr(hotdb: HotDb, ecard_id: str, client_id: str) -> Mapping[str, Any] | None:
+    """seq, status, sign_level, pin_hash of the app's linked e-card, or None."""
+    async with hotdb.transaction() as tx:
+        return await tx.fetchrow(_OWNED, {"ecard_id": ecard_id, "client_id": client_id})

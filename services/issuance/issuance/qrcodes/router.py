@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
-from issuance.deps import ContextDep, QrPrincipal, SessionDep
+from issuance.deps import ContextDep, QrPrincipal
 from issuance.qrcodes import render, service
 from issuance.qrcodes.schemas import QrCreate, QrFormat, QrRead
 
@@ -30,15 +30,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 async def create_qrcode(
     ecard_id: str,
     body: QrCreate,
-    session: SessionDep,
     ctx: ContextDep,
     principal: QrPrincipal,
     format: QrFormat = QrFormat.NONE,
 ) -> QrRead:
     """A one-time QR code valid at most 60 s; payment codes need level 2 and the PIN."""
-    return await service.issue(
-        session, ctx, principal.client_id, ecard_id, body.purpose, body.pin, format
-    )
+    return await service.issue(ctx, principal.client_id, ecard_id, body.purpose, body.pin, format)
 
 
 @router.get(
@@ -48,15 +45,12 @@ async def create_qrcode(
 )
 async def qrcode_png(
     ecard_id: str,
-    session: SessionDep,
     ctx: ContextDep,
     principal: QrPrincipal,
     purpose: Literal["identity"] = Query(default="identity"),
 ) -> Response:
     """An identity QR code as a PNG image (payment codes need the PIN: use POST)."""
-    qr = await service.issue(
-        session, ctx, principal.client_id, ecard_id, purpose, None, QrFormat.NONE
-    )
+    qr = await service.issue(ctx, principal.client_id, ecard_id, purpose, None, QrFormat.NONE)
     return Response(
         render.png_bytes(qr.qr_token),
         media_type="image/png",

@@ -11,8 +11,6 @@ import time
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from issuance.context import IssuanceContext
 from issuance.ecards import service as ecard_service
 from issuance.errors import (
@@ -71,7 +69,6 @@ async def throttle(ctx: IssuanceContext, seq: int) -> None:
 
 
 async def issue(
-    session: AsyncSession,
     ctx: IssuanceContext,
     client_id: str,
     ecard_id: str,
@@ -82,21 +79,22 @@ async def issue(
     """A QR code for the app's e-card.
 
     Raises EcardNotFoundError (404), EcardNotActiveError (403), PaymentNotEnabledError (403),
-    PinRequiredError (422), the PIN problems (422/423), RateLimitedError (429).
+    PinRequiredError (422), the PIN problems (422/423), RateLimitedError (429). Writes
+    nothing except, for payment codes, the PIN attempt counter.
     """
-    row = await repository.owned_for_qr(session, ecard_id, client_id)
+    row = await repository.owned_for_qr(ctx.hotdb, ecard_id, client_id)
     if row is None:
         raise EcardNotFoundError("No such e-card.")
-    seq, status, sign_level, pin_hash = row
+    seq, status = int(row["seq"]), str(row["status"])
     if status != EcardStatus.ACTIVE.value:
         raise EcardNotActiveError(f"The e-card is {status}.")
     if purpose == "payment":
-        if sign_level < 2:
+        if row["sign_level"] < 2:
             raise PaymentNotEnabledError("Enable payment (sign level 2) first.")
         if pin is None:
             raise PinRequiredError("A payment code needs the PIN.")
     await throttle(ctx, seq)
-    if purpose == "payment":
-        assert pin is not None
-        await ecard_service.check_pin(session, ctx, seq, pin_hash, pin)
+    if pin is not None and purpose == "payment":
+        async with ctx.runtime.db.sessionmaker() as session, session.begin():
+            await ecard_service.check_pin(session, ctx, seq, row["pin_hash"], pin)
     return with_image(make_token(ctx, seq, purpose), fmt)

@@ -1,60 +1,40 @@
-"""SQL of scanning, in SQLAlchemy Core text statements (the hot path; README "Issuance").
+"""SQL of scanning on the hot-path connection (:mod:`issuance.hotdb`).
 
-One read of the e-card by primary key, then the jti claim and the scan record in one
-``INSERT ... ON CONFLICT (jti) DO NOTHING``, then (for hospitals' payment codes) the
-settlement token: a single transaction, committed once by the request.
+One read of the e-card by primary key, the jti claim and scan record in one
+``INSERT ... ON CONFLICT (jti) DO NOTHING``, then (hospitals' payment codes) the settlement
+token: all inside the caller's single transaction.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from issuance.hotdb import HotTx, Sql
 
-_ECARD = text(
+_ECARD = Sql(
     "SELECT seq, ecard_id, status, sign_level, qr_not_before, insured_region, gender, "
     "name_masked_enc, id_number_masked_enc FROM ecard WHERE seq = :seq"
 )
-_CLAIM = text(
+_CLAIM = Sql(
     "INSERT INTO scan (scan_id, jti, ecard_seq, scanner_client_id, purpose, qr_purpose, "
     "qr_expires_at, created_at) VALUES (:scan_id, :jti, :seq, :client, :purpose, :qr_purpose, "
     ":qr_expires_at, :now) ON CONFLICT (jti) DO NOTHING RETURNING scan_id"
 )
-_TOKEN = text(
+_TOKEN = Sql(
     "INSERT INTO settlement_token (token_hash, scan_id, ecard_seq, hospital_client_id, "
     "expires_at, created_at) VALUES (:hash, :scan_id, :seq, :client, :expires_at, :now)"
 )
 
 
-async def ecard_for_scan(session: AsyncSession, seq: int) -> Any | None:
-    return (await session.execute(_ECARD, {"seq": seq})).first()
+async def ecard_for_scan(tx: HotTx, seq: int) -> Mapping[str, Any] | None:
+    return await tx.fetchrow(_ECARD, {"seq": seq})
 
 
-async def claim(session: AsyncSession, values: dict[str, Any]) -> bool:
+async def claim(tx: HotTx, values: Mapping[str, Any]) -> bool:
     """Record the scan and spend its jti; False if the jti was already spent."""
-    return (await session.execute(_CLAIM, values)).first() is not None
+    return await tx.fetchrow(_CLAIM, values) is not None
 
 
-async def add_settlement_token(
-    session: AsyncSession,
-    *,
-    token_hash: bytes,
-    scan_id: str,
-    seq: int,
-    client: str,
-    expires_at: datetime,
-    now: datetime,
-) -> None:
-    await session.execute(
-        _TOKEN,
-        {
-            "hash": token_hash,
-            "scan_id": scan_id,
-            "seq": seq,
-            "client": client,
-            "expires_at": expires_at,
-            "now": now,
-        },
-    )
+async def add_settlement_token(tx: HotTx, values: Mapping[str, Any]) -> None:
+    await tx.execute(_TOKEN, values)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from issuance.deps import ContextDep, ScanPrincipal, SessionDep
+from issuance.deps import ContextDep, ScanPrincipal
 from issuance.scans import service
 from issuance.scans.schemas import ScanCreate, ScanRead
 
@@ -22,8 +22,6 @@ router = APIRouter(prefix="/v1/scans", tags=["Scanning"])
         422: {"description": "qr-invalid (forged or malformed) or qr-expired"},
     },
 )
-async def create_scan(
-    body: ScanCreate, session: SessionDep, ctx: ContextDep, principal: ScanPrincipal
-) -> ScanRead:
+async def create_scan(body: ScanCreate, ctx: ContextDep, principal: ScanPrincipal) -> ScanRead:
     """Exchange a QR code for the holder's masked identity (and a settlement token)."""
-    return await service.scan(session, ctx, principal, body.qr_token, body.purpose)
+    return await service.scan(ctx, principal, body.qr_token, body.purpose)

@@ -11,8 +11,6 @@ import secrets
 import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from issuance.context import IssuanceContext
 from issuance.errors import (
     EcardNotActiveError,
@@ -58,13 +56,12 @@ def _verify(ctx: IssuanceContext, qr_token: str) -> QrClaims:
 
 
 async def scan(
-    session: AsyncSession,
     ctx: IssuanceContext,
     principal: InternalTokenClaims,
     qr_token: str,
     purpose: str,
 ) -> ScanRead:
-    """Redeem one QR code.
+    """Redeem one QR code, in one transaction.
 
     Raises QrInvalidError / QrExpiredError (422), EcardNotActiveError (403),
     QrAlreadyUsedError (409). Side effects: the scan row (spends the jti) and, for a
@@ -72,70 +69,73 @@ async def scan(
     """
     claims = _verify(ctx, qr_token)
     count = ctx.metrics.qr_scans
-    row = await repository.ecard_for_scan(session, claims.ecard_seq)
-    if row is None:
-        count.labels("invalid").inc()
-        raise QrInvalidError("The QR code is not a valid e-SSC code.")
-    if row.status != EcardStatus.ACTIVE.value:
-        count.labels("not_active").inc()
-        raise EcardNotActiveError(f"The e-card is {row.status}.")
-    if claims.iat < row.qr_not_before:
-        count.labels("expired").inc()
-        raise QrExpiredError("The QR code was superseded; ask for a fresh one.")
-    now = utcnow()
-    scan_id = "sc_" + secrets.token_urlsafe(18)
-    qr_purpose = "payment" if claims.purpose is QrPurpose.PAYMENT else "identity"
-    claimed = await repository.claim(
-        session,
-        {
+    async with ctx.hotdb.transaction() as tx:
+        row = await repository.ecard_for_scan(tx, claims.ecard_seq)
+        if row is None:
+            count.labels("invalid").inc()
+            raise QrInvalidError("The QR code is not a valid e-SSC code.")
+        if row["status"] != EcardStatus.ACTIVE.value:
+            count.labels("not_active").inc()
+            raise EcardNotActiveError(f"The e-card is {row['status']}.")
+        if claims.iat < row["qr_not_before"]:
+            count.labels("expired").inc()
+            raise QrExpiredError("The QR code was superseded; ask for a fresh one.")
+        now = utcnow()
+        scan_id = "sc_" + secrets.token_urlsafe(18)
+        expires_at = datetime.fromtimestamp(claims.exp, UTC)
+        values = {
             "scan_id": scan_id,
             "jti": claims.jti,
-            "seq": row.seq,
+            "seq": row["seq"],
             "client": principal.client_id,
             "purpose": purpose,
-            "qr_purpose": qr_purpose,
-            "qr_expires_at": datetime.fromtimestamp(claims.exp, UTC),
+            "qr_purpose": "payment" if claims.purpose is QrPurpose.PAYMENT else "identity",
+            "qr_expires_at": expires_at,
             "now": now,
-        },
-    )
-    if not claimed:
-        count.labels("already_used").inc()
-        raise QrAlreadyUsedError("This QR code was already used.")
-    expires_at = datetime.fromtimestamp(claims.exp, UTC)
-    settlement_token: str | None = None
-    if (
-        principal.kind is ClientKind.HOSPITAL
-        and purpose == "settlement"
-        and claims.purpose is QrPurpose.PAYMENT
-        and row.sign_level >= 2
-    ):
-        settlement_token = secrets.token_urlsafe(30)
-        expires_at = now + timedelta(seconds=ctx.settings.settlement_token_seconds)
-        await repository.add_settlement_token(
-            session,
-            token_hash=settlement_token_hash(settlement_token),
-            scan_id=scan_id,
-            seq=row.seq,
-            client=principal.client_id,
-            expires_at=expires_at,
-            now=now,
-        )
+        }
+        if not await repository.claim(tx, values):
+            count.labels("already_used").inc()
+            raise QrAlreadyUsedError("This QR code was already used.")
+        settlement_token: str | None = None
+        if (
+            principal.kind is ClientKind.HOSPITAL
+            and purpose == "settlement"
+            and claims.purpose is QrPurpose.PAYMENT
+            and row["sign_level"] >= 2
+        ):
+            settlement_token = secrets.token_urlsafe(30)
+            expires_at = now + timedelta(seconds=ctx.settings.settlement_token_seconds)
+            await repository.add_settlement_token(
+                tx,
+                {
+                    "hash": settlement_token_hash(settlement_token),
+                    "scan_id": scan_id,
+                    "seq": row["seq"],
+                    "client": principal.client_id,
+                    "expires_at": expires_at,
+                    "now": now,
+                },
+            )
     cipher = ctx.data_keys.cipher
+    ecard_id = str(row["ecard_id"])
     count.labels("ok").inc()
     return ScanRead(
         scan_id=scan_id,
         holder=ScanHolder(
             name_masked=cipher.decrypt(
-                row.name_masked_enc, table=TABLE, column="name_masked", row=row.ecard_id
+                bytes(row["name_masked_enc"]), table=TABLE, column="name_masked", row=ecard_id
             ),
             id_number_masked=cipher.decrypt(
-                row.id_number_masked_enc, table=TABLE, column="id_number_masked", row=row.ecard_id
+                bytes(row["id_number_masked_enc"]),
+                table=TABLE,
+                column="id_number_masked",
+                row=ecard_id,
             ),
-            gender=row.gender,
-            insured_region=row.insured_region,
-            card_status=EcardStatus(row.status),
+            gender=row["gender"],
+            insured_region=row["insured_region"],
+            card_status=EcardStatus(row["status"]),
         ),
-        sign_level=row.sign_level,
+        sign_level=row["sign_level"],
         settlement_token=settlement_token,
         expires_at=expires_at,
     )
