@@ -5,7 +5,8 @@ segno's automatic mask choice evaluates all eight masks and is most of its encod
 read the mask from the format information, so one fixed mask costs nothing in readability
 (the tests decode every image with zxing-cpp). segno's PNG writer is generic; the one here
 writes a 1-bit grayscale PNG straight from the module matrix with bytes.translate/replace,
-in C, instead of a Python loop per pixel.
+in C, instead of a Python loop per pixel. The modules of QR tokens come from
+:mod:`issuance.qrcodes.fastqr` (segno's own matrix for anything else).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import zlib
 
 import segno
 
+from issuance.qrcodes import fastqr
+
 MASK = 4
 BORDER = 4  # the quiet zone ISO/IEC 18004 asks for
-_LIGHT_DARK = bytes.maketrans(b"\x00\x01", b"ab")
 
 
 def encode(token: str) -> segno.QRCode:
@@ -35,30 +37,32 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     )
 
 
+def module_rows(token: str) -> list[str]:
+    """The module rows of ``token``'s code as strings of '1' (dark) and '0' (light)."""
+    if fastqr.fits(token):
+        return fastqr.rows(token)
+    return ["".join("1" if m else "0" for m in row) for row in encode(token).matrix]
+
+
 def png_bytes(token: str, *, scale: int = 4) -> bytes:
     """A 1-bit grayscale PNG of the QR code of ``token`` (``scale`` pixels per module)."""
-    matrix = encode(token).matrix
-    modules = len(matrix) + 2 * BORDER
-    size = modules * scale
-    light, dark = b"1" * scale, b"0" * scale
+    rows = module_rows(token)
+    size = (len(rows) + 2 * BORDER) * scale
+    light, dark = "1" * scale, "0" * scale  # a light module is a white pixel (bit 1)
     row_bytes = (size + 7) // 8
-    pad = row_bytes * 8 - size
+    pad = "1" * (row_bytes * 8 - size)
     blank = b"\x00" + b"\xff" * row_bytes
-    quiet = b"a" * BORDER
+    quiet = "0" * BORDER
     lines = [blank * (BORDER * scale)]
-    for row in matrix:
-        # 0 = light module = white pixel (bit 1) in a grayscale PNG; 1 = dark module.
-        marks = quiet + bytes(row).translate(_LIGHT_DARK) + quiet
-        bits = marks.replace(b"a", light).replace(b"b", dark) + b"1" * pad
-        line = b"\x00" + int(bits, 2).to_bytes(row_bytes, "big")
-        lines.append(line * scale)
+    for row in rows:
+        bits = (quiet + row + quiet).replace("0", "a").replace("1", dark).replace("a", light)
+        lines.append((b"\x00" + int(bits + pad, 2).to_bytes(row_bytes, "big")) * scale)
     lines.append(blank * (BORDER * scale))
-    raw = b"".join(lines)
     header = struct.pack(">IIBBBBB", size, size, 1, 0, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
         + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(raw, 6))
+        + _chunk(b"IDAT", zlib.compress(b"".join(lines), 6))
         + _chunk(b"IEND", b"")
     )
 
