@@ -12,8 +12,10 @@ check the result module for module against segno and decode it with zxing-cpp.
 
 from __future__ import annotations
 
+import importlib
 import os
 from functools import lru_cache
+from typing import Any
 
 import segno
 
@@ -96,7 +98,7 @@ class _Template:
     """What is the same in every code: function modules, data order, mask."""
 
     def __init__(self) -> None:
-        from segno import encoder
+        encoder: Any = importlib.import_module("segno.encoder")
 
         # The data region as segno reserves it (cells still 0x2 after the function patterns).
         region = encoder.make_matrix(SIZE, SIZE)
