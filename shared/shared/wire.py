@@ -219,16 +219,21 @@ class PinCheckResult(WireModel):
     contained: bool
 
 
-class PartnerClientInfo(WireModel):
-    """``GET /internal/v1/clients/{client_id}`` (owner: identity): what issuance needs to
-    deliver a partner's webhooks. ``webhook_secret`` is the HMAC key of the signatures."""
+class ClientInfo(WireModel):
+    """``GET /internal/v1/clients/{client_id}`` (owner: identity; caller: issuance).
+
+    ``webhook_secret`` signs the webhooks issuance sends to a partner app; it is
+    present only for partner apps registered with a ``webhook_url``.
+    """
 
     client_id: str
     kind: str
-    name: str = ""
+    name: str
+    region_code: Region | None = None
+    level: int | None = Field(default=None, ge=1, le=3)
+    status: Literal["active", "disabled"]
     webhook_url: str | None = None
     webhook_secret: str | None = None
-    disabled: bool = False
 
 
 # --- issuance → partner apps: webhook events (public, documented in the gateway) -----------------

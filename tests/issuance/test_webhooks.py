@@ -84,6 +84,8 @@ async def running_env(tmp_path: Path, receiver: Receiver) -> AsyncIterator[Issua
             env.peers.clients["app-a"] = {
                 "client_id": "app-a",
                 "kind": "partner_app",
+                "name": "App A",
+                "status": "active",
                 "webhook_url": receiver.url,
                 "webhook_secret": SECRET,
             }

@@ -19,7 +19,7 @@ from shared.app import Runtime
 from shared.fieldcrypto import DataKeys, load_data_keys
 from shared.metrics import Metrics
 from shared.tokens.jwks import JwksCache
-from shared.wire import PartnerClientInfo
+from shared.wire import ClientInfo
 
 ASSERTION_AUDIENCE = "urn:essc:issuance"
 
@@ -64,15 +64,15 @@ class ClientInfoCache:
     """Partner client details (webhook URL and secret) for ``ttl`` seconds, per process."""
 
     ttl: float
-    entries: dict[str, tuple[float, PartnerClientInfo | None]] = field(default_factory=dict)
+    entries: dict[str, tuple[float, ClientInfo | None]] = field(default_factory=dict)
 
-    def get(self, client_id: str) -> tuple[bool, PartnerClientInfo | None]:
+    def get(self, client_id: str) -> tuple[bool, ClientInfo | None]:
         hit = self.entries.get(client_id)
         if hit is None or time.monotonic() - hit[0] > self.ttl:
             return False, None
         return True, hit[1]
 
-    def put(self, client_id: str, info: PartnerClientInfo | None) -> None:
+    def put(self, client_id: str, info: ClientInfo | None) -> None:
         if len(self.entries) > 10_000:
             self.entries.clear()
         self.entries[client_id] = (time.monotonic(), info)

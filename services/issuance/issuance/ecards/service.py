@@ -32,6 +32,7 @@ from issuance.errors import (
 from issuance.models import Ecard
 from issuance.times import as_utc, utcnow
 from shared.http import UpstreamProblemError
+from shared.problems import ServiceUnavailableError
 from shared.tokens.claims import (
     ECARD_CREDENTIAL,
     IDENTITY_ASSERTION,
@@ -261,12 +262,23 @@ async def check_pin(
 
 
 async def _pin_in_id_number(ctx: IssuanceContext, holder_ref: str, pin: str) -> bool:
-    result = await ctx.runtime.client("identity").call(
-        "POST",
-        f"/internal/v1/holders/{holder_ref}/pin-check",
-        PinCheckResult,
-        json=PinCheckRequest(pin=pin).model_dump(),
-    )
+    """Ask identity (which holds the ID number) whether ``pin`` occurs in it.
+
+    Fails closed: if identity cannot answer, no PIN is set (503), since a PIN taken from
+    the ID number is exactly what the rule forbids.
+    """
+    try:
+        result = await ctx.runtime.client("identity").call(
+            "POST",
+            f"/internal/v1/holders/{holder_ref}/pin-check",
+            PinCheckResult,
+            json=PinCheckRequest(pin=pin).model_dump(),
+        )
+    except UpstreamProblemError:
+        raise ServiceUnavailableError(
+            "The PIN cannot be checked against the ID number right now; retry later.",
+            headers={"Retry-After": "5"},
+        ) from None
     return result.contained
 
 

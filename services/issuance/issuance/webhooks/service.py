@@ -33,7 +33,7 @@ from issuance.times import as_utc, utcnow
 from issuance.webhooks import repository
 from shared.http import UpstreamProblemError
 from shared.problems import ProblemError
-from shared.wire import EcardWebhookType, PartnerClientInfo
+from shared.wire import ClientInfo, EcardWebhookType
 
 logger = logging.getLogger("issuance.webhooks")
 
@@ -90,13 +90,13 @@ def backoff(attempts: int, base: float, cap: float) -> float:
     return delay * (0.5 + random.random() / 2)
 
 
-async def client_info(ctx: IssuanceContext, client_id: str) -> PartnerClientInfo | None:
+async def client_info(ctx: IssuanceContext, client_id: str) -> ClientInfo | None:
     hit, info = ctx.clients.get(client_id)
     if hit:
         return info
     try:
         info = await ctx.runtime.client("identity").call(
-            "GET", f"/internal/v1/clients/{client_id}", PartnerClientInfo
+            "GET", f"/internal/v1/clients/{client_id}", ClientInfo
         )
     except UpstreamProblemError as exc:
         if exc.status != 404:
@@ -112,7 +112,7 @@ async def _deliver(ctx: IssuanceContext, row: WebhookOutbox) -> tuple[str, str |
         info = await client_info(ctx, row.partner_client_id)
     except ProblemError as exc:
         return "failed", f"client info: {exc.status}"
-    if info is None or not info.webhook_url or not info.webhook_secret or info.disabled:
+    if info is None or not info.webhook_url or not info.webhook_secret or info.status != "active":
         return "no_endpoint", None
     if not info.webhook_url.startswith(("https://", "http://")):
         return "no_endpoint", None
