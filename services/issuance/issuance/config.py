@@ -26,6 +26,10 @@ class IssuanceSettings(ServiceSettings):
     pin_max_failures: int = Field(default=5, ge=1, le=20)
     # scrypt work factor for PINs (2**14: ~50 ms on this machine; see README "Issuance").
     pin_scrypt_log2_n: int = Field(default=14, ge=10, le=20)
+    # Whether a PIN may be set only after identity confirmed it is not part of the ID number
+    # (``POST /internal/v1/holders/{ref}/pin-check``). Keep True; False only lets a cluster
+    # whose identity lacks that check still set PINs (logged as a warning each time).
+    pin_id_check_required: bool = True
 
     # QR codes
     qr_lifetime_seconds: int = Field(default=60, ge=2, le=60)
