@@ -17,11 +17,11 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import aiohttp
 import httpx
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
@@ -41,10 +41,15 @@ from shared.keyrotation import rotation_router
 from shared.logs import configure_logging
 from shared.metrics import Metrics
 from shared.problems import install_problem_handlers, problem_response
-from shared.settings import ServiceSettings
+from shared.settings import Environment, ServiceSettings
 from shared.tokens.codec import AsyncKeySource
 from shared.tokens.jwks import JwksCache
 from shared.tokens.keys import KeyRing, KeyStore
+from shared.tracing import (
+    instrument_aiohttp,
+    instrument_asgi,
+    instrument_engine,
+)
 
 logger = logging.getLogger("shared.app")
 
@@ -94,12 +99,14 @@ class ServiceApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
         settings: ServiceSettings = self.state.settings
-        return RequestContextMiddleware(
+        stack = RequestContextMiddleware(
             inner,
             metrics=self.state.metrics,
             max_body_bytes=settings.max_body_bytes,
             log_requests=settings.log_requests,
         )
+        # Server spans, outermost; the app itself when tracing is off (see shared.tracing).
+        return instrument_asgi(stack, self.state.metrics.service)
 
 
 def _peer_url(settings: ServiceSettings, peer: str) -> str:
@@ -159,6 +166,22 @@ def jwks_router(public_purposes: Iterable[str]) -> APIRouter:
     async def internal_jwks(request: Request) -> Response:
         ring: KeyRing = request.app.state.runtime.ring
         return JSONResponse(ring.jwks(), headers={"Cache-Control": "max-age=60"})
+
+    return router
+
+
+def testing_router() -> APIRouter:
+    """Routes mounted only when the environment is ``test``; never in OpenAPI.
+
+    ``GET /internal/test/sleep?seconds=`` answers after sleeping: the in-flight
+    request of the graceful-shutdown test.
+    """
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/internal/test/sleep")
+    async def sleep(seconds: Annotated[float, Query(ge=0, le=30)] = 1.0) -> dict[str, float]:
+        await asyncio.sleep(seconds)
+        return {"slept": seconds}
 
     return router
 
@@ -292,6 +315,7 @@ def build_service_app(
                 pre_ping=settings.db_pre_ping,
             )
         )
+        instrument_engine(db.engine, service)  # no-op unless tracing is configured
         keystore = KeyStore(settings.keys_dir)
         if settings.is_production:
             ring = await asyncio.to_thread(keystore.load)
@@ -393,6 +417,10 @@ def build_service_app(
     app.include_router(jwks_router(public_key_purposes))
     app.include_router(internal_router())
     app.include_router(rotation_router())
+    if settings.environment is Environment.TEST:
+        app.include_router(testing_router())
     for router in routers:
         app.include_router(router)
+    # Before the lifespan opens the peer session: its calls then carry the trace context.
+    instrument_aiohttp(service)  # no-op unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     return app

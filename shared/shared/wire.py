@@ -200,3 +200,47 @@ class HolderAccountSummary(WireModel):
     fund_paid_fen: int
     cap_remaining_fen: int
     recent: list[SettlementBrief]
+
+
+# --- identity → issuance: PIN check and partner client details ---------------------------------
+
+
+class PinCheckRequest(WireModel):
+    """``POST /internal/v1/holders/{holder_ref}/pin-check`` (owner: identity).
+
+    Issuance keeps only the masked ID number, so identity answers whether a proposed
+    six-digit PIN occurs anywhere in the holder's ID number.
+    """
+
+    pin: str = Field(pattern=r"^\d{6}$")
+
+
+class PinCheckResult(WireModel):
+    contained: bool
+
+
+class ClientInfo(WireModel):
+    """``GET /internal/v1/clients/{client_id}`` (owner: identity; caller: issuance).
+
+    ``webhook_secret`` signs the webhooks issuance sends to a partner app; it is
+    present only for partner apps registered with a ``webhook_url``.
+    """
+
+    client_id: str
+    kind: str
+    name: str
+    region_code: Region | None = None
+    level: int | None = Field(default=None, ge=1, le=3)
+    status: Literal["active", "disabled"]
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+
+
+# --- issuance → partner apps: webhook events (public, documented in the gateway) -----------------
+
+
+class EcardWebhookType(StrEnum):
+    SUSPENDED = "ecard.suspended"
+    RESUMED = "ecard.resumed"
+    REVOKED = "ecard.revoked"
+    REISSUED = "ecard.reissued"

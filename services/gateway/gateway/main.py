@@ -40,6 +40,7 @@ from shared.metrics import Metrics
 from shared.problems import install_problem_handlers, problem_response
 from shared.tokens.jwks import JwksCache
 from shared.tokens.keys import KeyRing, KeyStore
+from shared.tracing import instrument_aiohttp, instrument_asgi
 
 logger = logging.getLogger("gateway")
 
@@ -83,12 +84,14 @@ class GatewayApp(FastAPI):
             ),
             on_upstream_error=self.state.count_upstream_error,
         )
-        return RequestContextMiddleware(
+        stack = RequestContextMiddleware(
             forwarder,
             metrics=self.state.metrics,
             max_body_bytes=settings.max_body_bytes,
             log_requests=settings.log_requests,
         )
+        # Server spans, outermost; the stack itself when tracing is off (shared.tracing).
+        return instrument_asgi(stack, "gateway")
 
 
 async def _fetch_json(pool: UpstreamPool, path: str, timeout: float) -> Any:
@@ -197,6 +200,7 @@ def _own_router() -> APIRouter:
 def create_app(settings: GatewaySettings, *, authenticator: Authenticator | None = None) -> FastAPI:
     """Build the gateway; connections and keys are opened by its lifespan."""
     configure_logging("gateway", settings.log_level)
+    instrument_aiohttp("gateway")  # no-op unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     metrics = Metrics("gateway")
     upstream_errors = metrics.counter(
         "essc_gateway_upstream_errors_total",
@@ -211,7 +215,8 @@ def create_app(settings: GatewaySettings, *, authenticator: Authenticator | None
     cache_hit, cache_miss = token_cache.labels("hit"), token_cache.labels("miss")
     breaker_gauge = metrics.gauge(
         "essc_gateway_breaker_state",
-        "Circuit state per upstream: 0 closed, 1 open (every replica), 2 partly open.",
+        "Circuit state per upstream: 0 closed, 1 half-open (some replicas open or on "
+        "trial), 2 open (every replica).",
         ["upstream"],
     )
 
@@ -311,17 +316,19 @@ def create_app(settings: GatewaySettings, *, authenticator: Authenticator | None
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:
+        """Ready to serve: not draining and (unless ``?scope=self``) every upstream ready."""
         runtime: GatewayRuntime | None = getattr(request.app.state, "runtime", None)
         if runtime is None:
             return problem_response(503, detail="Starting up.", instance="/readyz")
-        results = await asyncio.gather(
-            *(
-                _upstream_ready(pool, settings.readiness_timeout_seconds)
-                for pool in runtime.upstreams.values()
-            )
-        )
         checks = {"not_draining": not runtime.draining}
-        checks.update(dict(zip(runtime.upstreams, results, strict=True)))
+        if request.query_params.get("scope") != "self":
+            results = await asyncio.gather(
+                *(
+                    _upstream_ready(pool, settings.readiness_timeout_seconds)
+                    for pool in runtime.upstreams.values()
+                )
+            )
+            checks.update(dict(zip(runtime.upstreams, results, strict=True)))
         if all(checks.values()):
             return JSONResponse({"status": "ready", "checks": checks})
         failing = ", ".join(k for k, v in checks.items() if not v)

@@ -21,9 +21,11 @@ import aiohttp
 
 
 class BreakerState(IntEnum):
+    """Values of ``essc_gateway_breaker_state`` (deploy/observability/metrics.yaml)."""
+
     CLOSED = 0
-    OPEN = 1
-    HALF_OPEN = 2
+    HALF_OPEN = 1
+    OPEN = 2
 
 
 @dataclass

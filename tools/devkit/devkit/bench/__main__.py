@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from devkit.bench import forwarding, settlement
+from devkit.bench import forwarding, issuance, settlement
 from devkit.bench.core import Row, render_table, rows_as_json
 from devkit.cluster import (
     Cluster,
@@ -30,6 +30,7 @@ from devkit.cluster import (
 Scenario = Callable[..., list[Row]]
 SCENARIOS: dict[str, Scenario] = {
     "forwarding": forwarding.run,
+    "issuance": issuance.run,
     "settle-direct": settlement.run_direct,
 }
 
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         extra_env={
             "GATEWAY_RATE_LIMIT_CLIENT": "1000000/second",
             "GATEWAY_RATE_LIMIT_PUBLIC": "1000000/second",
+            "ISSUANCE_QR_RATE_LIMIT": "1000000/minute",
+            "ISSUANCE_LOG_REQUESTS": "false",
         },
     )
     rows: list[Row] = []
