@@ -25,6 +25,10 @@ class SettlementTokenUsedError(ProblemError):
     status, slug, title = 409, "settlement-token-used", "Settlement token already used"
 
 
+class EcardNotActiveError(ProblemError):
+    status, slug, title = 403, "ecard-not-active", "E-card not active"
+
+
 class PaymentNotEnabledError(ProblemError):
     status, slug, title = 403, "payment-not-enabled", "E-card cannot pay"
 

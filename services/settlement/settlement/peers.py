@@ -9,6 +9,7 @@ answers with 4xx is our fault or theirs, never the caller's: 502.
 from __future__ import annotations
 
 from settlement.errors import (
+    EcardNotActiveError,
     EcardNotFoundError,
     SettlementTokenInvalidError,
     SettlementTokenUsedError,
@@ -29,6 +30,8 @@ def _token_problem(exc: UpstreamProblemError) -> Exception:
         )
     if exc.status == 409:
         return SettlementTokenUsedError("The settlement token was already used for another bill.")
+    if exc.status == 403:
+        return EcardNotActiveError("The e-card was suspended or revoked; nothing was charged.")
     return BadGatewayError(f"The issuance service refused the call ({exc.status}).")
 
 
