@@ -120,6 +120,8 @@ ROUTES: tuple[Route, ...] = (
     _r("GET", "/v1/admin/risk/alerts", "settlement", OPS, "ops"),
     _r("POST", "/v1/admin/risk/alerts/{alert_id}/resolve", "settlement", OPS, "ops"),
     _r("GET", "/v1/admin/ledger/check", "settlement", OPS, "ops"),
+    _r("PUT", "/v1/admin/policies/{region_code}", "settlement", OPS, "ops"),
+    _r("POST", "/v1/admin/holders/{holder_ref}/top-ups", "settlement", OPS, "ops"),
     # Answered by the gateway itself, after the same authentication.
     _r("POST", "/v1/admin/keys/rotate", "gateway", OPS, "ops"),
 )
