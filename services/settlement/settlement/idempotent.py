@@ -7,16 +7,22 @@ true``), another body under the same key is 422, a retry while the original stil
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Awaitable, Callable
 
 import orjson
 from fastapi import Request
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from settlement.deps import Parts
 from shared.idempotency import StoredResponse, parse_key
+from shared.problems import ServiceUnavailableError
+
+TRANSIENT = frozenset({"40001", "40P01"})  # serialization failure, deadlock detected
 
 
 def json_response(body: object, status_code: int) -> Response:
@@ -45,3 +51,34 @@ async def run(
     body = (await work()).model_dump(mode="json")
     await parts.idempotency.finish(session, begun, status_code=status_code, body=body)
     return json_response(body, status_code)
+
+
+def sqlstate(exc: DBAPIError) -> str | None:
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+
+
+async def retrying(
+    session: AsyncSession, work: Callable[[], Awaitable[Response]], attempts: int = 3
+) -> Response:
+    """Run a request's transaction again (rolled back first) after a deadlock or a
+    serialization failure, at most ``attempts`` times; then 503 with ``Retry-After``.
+
+    Safe because everything the request did rolled back, and the call to issuance it may
+    repeat (redeem) is idempotent by quote id.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return await work()
+        except DBAPIError as exc:
+            if sqlstate(exc) not in TRANSIENT:
+                raise
+            await session.rollback()
+            if attempt == attempts:
+                raise ServiceUnavailableError(
+                    "The database could not order this request with a concurrent one; "
+                    "nothing was written. Retry with the same Idempotency-Key.",
+                    headers={"Retry-After": "1"},
+                ) from None
+            await asyncio.sleep(random.uniform(0.005, 0.02) * attempt)
+    raise AssertionError("unreachable")

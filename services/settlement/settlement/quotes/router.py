@@ -31,13 +31,16 @@ async def create_quote(
     The quote assumes the holder's current balance and annual totals and expires after ten
     minutes; settle it with ``POST /v1/settlements``. ``Idempotency-Key`` is optional here.
     """
-    return await idempotent.run(
-        request,
+    return await idempotent.retrying(
         session,
-        parts,
-        client_id=principal.client_id,
-        key_header=idempotency_key,
-        required=False,
-        status_code=201,
-        work=lambda: service.create(session, runtime, parts, principal, body),
+        lambda: idempotent.run(
+            request,
+            session,
+            parts,
+            client_id=principal.client_id,
+            key_header=idempotency_key,
+            required=False,
+            status_code=201,
+            work=lambda: service.create(session, runtime, parts, principal, body),
+        ),
     )

@@ -55,15 +55,18 @@ async def create_settlement(
     422 ``quote-expired`` after ten minutes, 422 ``risk-review`` when held by the risk rules.
     """
     _fault_requested(request, parts)
-    return await idempotent.run(
-        request,
+    return await idempotent.retrying(
         session,
-        parts,
-        client_id=principal.client_id,
-        key_header=idempotency_key,
-        required=True,
-        status_code=201,
-        work=lambda: service.settle(session, runtime, parts, principal, body.quote_id),
+        lambda: idempotent.run(
+            request,
+            session,
+            parts,
+            client_id=principal.client_id,
+            key_header=idempotency_key,
+            required=True,
+            status_code=201,
+            work=lambda: service.settle(session, runtime, parts, principal, body.quote_id),
+        ),
     )
 
 
@@ -86,13 +89,16 @@ async def create_refund(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Reverse the whole settlement (fund, account, cash, annual totals); at most once (409)."""
-    return await idempotent.run(
-        request,
+    return await idempotent.retrying(
         session,
-        parts,
-        client_id=principal.client_id,
-        key_header=idempotency_key,
-        required=True,
-        status_code=201,
-        work=lambda: service.refund(session, parts, principal, settlement_id, body.reason),
+        lambda: idempotent.run(
+            request,
+            session,
+            parts,
+            client_id=principal.client_id,
+            key_header=idempotency_key,
+            required=True,
+            status_code=201,
+            work=lambda: service.refund(session, parts, principal, settlement_id, body.reason),
+        ),
     )
