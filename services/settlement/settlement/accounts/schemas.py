@@ -16,6 +16,7 @@ class AccountRead(BaseModel):
 
     ecard_id: str
     insured_region: str
+    opened: bool = Field(description="Whether the platform has opened the holder's account yet.")
     balance: FenOut
     year: int
     deductible_used: FenOut

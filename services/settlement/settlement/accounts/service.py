@@ -126,6 +126,7 @@ async def account(
     return AccountRead(
         ecard_id=ecard_id,
         insured_region=insured_region,
+        opened=await repository.get_holder(session, holder_ref) is not None,
         balance=balance,
         year=year,
         deductible_used=used,
