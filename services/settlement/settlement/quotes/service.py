@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,8 +50,15 @@ from settlement.risk import service as risk_service
 from shared.app import Runtime
 from shared.money import MAX_FEN, format_fen
 from shared.tokens.claims import InternalTokenClaims
-from shared.validation import region_name
+from shared.validation import region_name as _region_name
 from shared.wire import EcardStatus, SettlementTokenInfo
+
+
+@lru_cache(maxsize=4096)
+def region_name(code: str) -> str | None:
+    """GB/T 2260 name of a region (python-stdnum's table walk, cached: it runs per quote)."""
+    return _region_name(code)
+
 
 BAND_WORDS = {"under_45": "under 45", "from_45": "45 and over", "retired": "retired"}
 

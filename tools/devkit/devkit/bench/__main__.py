@@ -32,6 +32,7 @@ SCENARIOS: dict[str, Scenario] = {
     "forwarding": forwarding.run,
     "issuance": issuance.run,
     "settle-direct": settlement.run_direct,
+    "journey": settlement.run_journey,
 }
 
 

@@ -15,11 +15,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 import aiohttp
 
-from devkit.bench.core import Row, cpu_meter
+from devkit.bench.core import Row, cpu_meter, cpu_seconds
 from devkit.cluster import Cluster, free_port
 
 HOSPITALS = 16
@@ -200,4 +201,168 @@ def run_direct(cluster: Cluster, *, duration: int) -> list[Row]:
                 f"{stub_cpu[0] / max(total_journeys, 1) * 1e6:,.0f} µs; errors {tally.errors}"
             ),
         ),
+    ]
+
+
+async def _open_holders(cluster: Cluster, holders: list[tuple[str, str]]) -> None:
+    """Open the bench holders' accounts in settlement's database, as identity's feed would."""
+    from settlement.accounts import service as accounts_service  # devkit seeds what it benches
+    from shared.db import Database, make_engine
+    from shared.wire import HolderUpserted, InsuranceType
+
+    db = Database(make_engine(cluster.db_urls["settlement"], pool_size=1, max_overflow=0))
+    try:
+        async with db.sessionmaker() as session, session.begin():
+            for holder_ref, region in holders:
+                event = HolderUpserted(
+                    holder_ref=holder_ref,
+                    insured_region=region,
+                    insurance_type=InsuranceType.EMPLOYEE,
+                    birth_date=date(1980, 1, 1),
+                    gender="male",
+                    opening_balance_fen=10**10,
+                )
+                await accounts_service.apply_holder(session, event, datetime.now(UTC))
+    finally:
+        await db.dispose()
+
+
+async def _journeys(
+    gateway: str,
+    hospitals: list[str],
+    codes: list[list[str]],
+    pids: list[int],
+) -> tuple[Tally, float, list[float]]:
+    """Each hospital scans its next payment code, quotes and settles, until its codes run out."""
+    tally = Tally()
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def hospital(i: int) -> None:
+            headers = {"Authorization": f"Bearer {hospitals[i]}"}
+            for n, code in enumerate(codes[i]):
+                started = time.perf_counter()
+                status, scan = await _post(
+                    http,
+                    gateway + "/v1/scans",
+                    {"qr_token": code, "purpose": "settlement"},
+                    headers,
+                )
+                if status != 201:
+                    tally.errors += 1
+                    continue
+                status, quote = await _post(
+                    http,
+                    gateway + "/v1/settlements/quotes",
+                    {"settlement_token": scan["settlement_token"], "visit": {"type": "outpatient"},
+                     "items": BILL},
+                    headers,
+                )  # fmt: skip
+                if status != 201:
+                    tally.errors += 1
+                    continue
+                status, _ = await _post(
+                    http,
+                    gateway + "/v1/settlements",
+                    {"quote_id": quote["quote_id"]},
+                    {**headers, "Idempotency-Key": f"j{i}-{n}-{time.time_ns()}"},
+                )
+                if status != 201:
+                    tally.errors += 1
+                    continue
+                tally.latencies.append(time.perf_counter() - started)
+
+        before = [cpu_seconds([pid]) for pid in pids]
+        began = time.perf_counter()
+        await asyncio.gather(*(hospital(i) for i in range(len(hospitals))))
+        elapsed = time.perf_counter() - began
+        return tally, elapsed, [cpu_seconds([pid]) - b for pid, b in zip(pids, before, strict=True)]
+
+
+def run_journey(cluster: Cluster, *, duration: int) -> list[Row]:
+    """Scan + quote + settle through the gateway, 16 hospitals at once, real processes.
+
+    E-cards (payment enabled) are written into issuance's database and their payment codes
+    minted with issuance's QR key, as the issuance bench does: what is measured is the
+    hospital's journey, not the holder's PIN (one scrypt per payment code) or verification.
+    """
+    from devkit.bench.issuance import seed_ecard_async
+    from devkit.bench.tokens import access_token
+    from shared.tokens.claims import ClientKind
+    from shared.tokens.keys import KeyStore
+    from shared.tokens.qr import QrPurpose, issue_qr_token
+
+    cluster.run_cli("settlement", "seed-demo")
+    parts = ("gateway", "identity", "issuance", "settlement")
+    pids = [cluster.procs[p].popen.pid for p in parts]
+
+    async def setup() -> list[tuple[str, int, str]]:
+        cards = []
+        for _ in range(HOSPITALS):
+            ecard_id, seq = await seed_ecard_async(cluster, "bench-partner", sign_level=2)
+            cards.append((ecard_id, seq))
+        from sqlalchemy import text
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(cluster.db_urls["issuance"])
+        try:
+            async with engine.connect() as conn:
+                refs = [
+                    str(
+                        (
+                            await conn.execute(
+                                text("SELECT holder_ref FROM ecard WHERE ecard_id = :e"), {"e": e}
+                            )
+                        ).scalar_one()
+                    )
+                    for e, _ in cards
+                ]
+        finally:
+            await engine.dispose()
+        await _open_holders(cluster, [(ref, "370200") for ref in refs])
+        return [(e, s, r) for (e, s), r in zip(cards, refs, strict=True)]
+
+    cards = asyncio.run(setup())
+    hospitals = [
+        access_token(
+            cluster,
+            client_id=f"bench-hospital-{i}",
+            kind=ClientKind.HOSPITAL,
+            scope=SCOPES,
+            region_code="370200",
+            level=1 + i % 3,
+        )
+        for i in range(HOSPITALS)
+    ]
+    key = KeyStore(cluster.var_dir / "keys" / "issuance").load().signing_key("qr")
+    per_hospital = max(8, duration * 4)
+
+    def mint(count: int) -> list[list[str]]:
+        now = int(time.time())
+        return [
+            [issue_qr_token(key, purpose=QrPurpose.PAYMENT, ecard_seq=seq, iat=now)[0]
+             for _ in range(count)]
+            for _, seq, _ in cards
+        ]  # fmt: skip
+
+    gateway = cluster.url("gateway")
+    asyncio.run(_journeys(gateway, hospitals, mint(3), pids))  # warm-up
+    tally, elapsed, cpus = asyncio.run(_journeys(gateway, hospitals, mint(per_hospital), pids))
+    done = len(tally.latencies)
+    cpu_s = sum(cpus)
+    split = ", ".join(
+        f"{p} {c / max(done, 1) * 1e6:,.0f}" for p, c in zip(parts, cpus, strict=True)
+    )
+    lat = sorted(tally.latencies)
+    return [
+        Row(
+            "settlement",
+            "hospital journey: scan + quote + settle via gateway, 16 hospitals",
+            done / elapsed if elapsed else 0.0,
+            statistics.median(lat) * 1000 if lat else None,
+            lat[max(int(len(lat) * 0.99) - 1, 0)] * 1000 if lat else None,
+            cpu_s / max(done, 1) * 1e6,
+            notes=f"CPU µs per journey summed over the four processes ({split}); {done} journeys; "
+            f"errors {tally.errors}",
+        )
     ]
