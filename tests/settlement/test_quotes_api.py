@@ -153,3 +153,30 @@ async def test_hospital_token_without_region_is_403(sqlite_api: Api) -> None:
     resp = await sqlite_api.client.post("/v1/settlements/quotes", json=body, headers=headers)
     assert resp.status_code == 403
     assert resp.json()["type"].endswith("/hospital-profile-incomplete")
+
+
+async def test_the_embedded_database_settles_and_refunds_too(sqlite_api: Api) -> None:
+    """``make run``'s default (SQLite): the same flow works; PostgreSQL tests prove the money."""
+    holder = await sqlite_api.open_holder(balance_fen=100_000)
+    h = sqlite_api.hospital("310000", 3)
+    settled = await h.quote_and_settle(holder, WORKED)
+    assert settled["totals"]["fund_pay"] == "13515.00"
+    assert (await sqlite_api.balance(holder))["balance"] == "0.00"
+    refund = await h.refund(settled["settlement_id"])
+    assert refund.status_code == 201, refund.text
+    assert (await sqlite_api.balance(holder))["balance"] == "1000.00"
+    check = await sqlite_api.ledger_check()
+    assert check["balanced"] is True, check
+    assert check["transactions"] >= 3
+    from settlement.businessday import business_date
+
+    day = business_date(sqlite_api.app.state.parts.now(), 8).isoformat()
+    recon = await sqlite_api.client.get(
+        "/v1/reconciliation/daily", params={"date": day}, headers=h.headers()
+    )
+    assert recon.json()["count"] == 1
+    assert recon.json()["refund_total"] == "20000.00"
+    history = await sqlite_api.client.get(
+        f"/v1/ecards/ec_{holder}_partner-1/settlements", headers=sqlite_api.partner()
+    )
+    assert history.json()["items"][0]["status"] == "refunded"
