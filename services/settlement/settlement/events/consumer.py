@@ -61,6 +61,7 @@ async def run(runtime: Runtime, settings: SettlementSettings) -> None:
     when events came, backing off to ``event_idle_max_seconds`` while the feed is quiet."""
     failing = False
     delay = settings.event_poll_seconds
+    await asyncio.sleep(delay)  # let the process finish starting before the first read
     while True:
         try:
             count = await poll_once(runtime, settings.event_page_size)
