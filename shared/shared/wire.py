@@ -200,3 +200,30 @@ class HolderAccountSummary(WireModel):
     fund_paid_fen: int
     cap_remaining_fen: int
     recent: list[SettlementBrief]
+
+
+# --- identity → issuance, gateway: registered clients ----------------------------------------
+
+
+class ClientInfo(WireModel):
+    """``GET /internal/v1/clients/{client_id}`` (owner: identity; caller: issuance).
+
+    ``webhook_secret`` signs the webhooks issuance sends to a partner app; it is
+    present only for partner apps registered with a ``webhook_url``.
+    """
+
+    client_id: str
+    kind: str
+    name: str
+    region_code: Region | None = None
+    level: int | None = Field(default=None, ge=1, le=3)
+    status: Literal["active", "disabled"]
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+
+
+class DisabledClients(WireModel):
+    """``GET /internal/v1/clients/disabled`` (owner: identity; caller: the gateway, polling):
+    clients whose still-valid access tokens must be refused."""
+
+    client_ids: list[str]
