@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ import pytest
 import pytest_asyncio
 
 from identity.cli import MIGRATIONS
-from identity.loader.synth import holders
 from identity.main import create_app
 from shared.migrate import upgrade
 from support.identity import Harness, gateway_ring, install_gateway_ring, settings_for
@@ -58,8 +56,3 @@ async def harness(identity_db: tuple[str, Path], request: pytest.FixtureRequest)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://identity.test") as http:
             yield Harness(app=app, http=http, ring=ring, settings=settings)
-
-
-def fresh_rows(count: int) -> list[dict[str, Any]]:
-    """Synthetic rows unique to this call (a random seed)."""
-    return list(holders(count, seed=random.randrange(2**62)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import secrets
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 
 from identity.config import IdentitySettings
+from identity.loader.synth import holders
 from identity.state import IdentityState
 from shared.auth import GATEWAY_ISSUER, RingKeySource
 from shared.tokens.claims import (
@@ -215,3 +217,8 @@ def jwt_payload(token: str) -> dict[str, Any]:
     part = token.split(".")[1]
     data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
     return data
+
+
+def fresh_rows(count: int) -> list[dict[str, Any]]:
+    """Synthetic import rows unique to this call (a random seed)."""
+    return list(holders(count, seed=random.randrange(2**62)))
