@@ -45,7 +45,9 @@ def identity_db(
 
 
 @pytest_asyncio.fixture
-async def harness(identity_db: tuple[str, Path], request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+async def harness(
+    identity_db: tuple[str, Path], request: pytest.FixtureRequest
+) -> AsyncIterator[Harness]:
     url, keys = identity_db
     overrides: dict[str, Any] = getattr(request, "param", None) or {}
     settings = settings_for(url, keys, **overrides)

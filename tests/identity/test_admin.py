@@ -26,7 +26,9 @@ async def _last_seq(h: Harness) -> int:
     seq = 0
     while True:
         page = await h.http.get(
-            "/internal/v1/events", params={"after": seq, "limit": 500}, headers=h.service("settlement")
+            "/internal/v1/events",
+            params={"after": seq, "limit": 500},
+            headers=h.service("settlement"),
         )
         body = page.json()
         if not body["items"]:
@@ -36,7 +38,10 @@ async def _last_seq(h: Harness) -> int:
 
 async def test_import_reports_row_errors_and_is_idempotent(harness: Harness) -> None:
     rows = fresh_rows(4)
-    bad_id = {**rows[1], "id_number": rows[1]["id_number"][:17] + ("0" if rows[1]["id_number"][17] != "0" else "1")}
+    bad_id = {
+        **rows[1],
+        "id_number": rows[1]["id_number"][:17] + ("0" if rows[1]["id_number"][17] != "0" else "1"),
+    }
     bad_many = {**rows[2], "phone": "02112345678", "name": "Bob1", "account_balance": 12.5}
     batch = [rows[0], bad_id, bad_many, rows[3], {**rows[3], "card_number": "ZZZZZZZZZ"}]
     before = await _last_seq(harness)
@@ -46,7 +51,8 @@ async def test_import_reports_row_errors_and_is_idempotent(harness: Harness) -> 
     rejected = {r["index"]: sorted(e["field"] for e in r["errors"]) for r in result["rejected"]}
     assert rejected == {1: ["id_number"], 2: ["account_balance", "name", "phone"], 4: ["id_number"]}
     text_out = str(result)
-    assert rows[1]["id_number"][:17] not in text_out and rows[2]["phone"] not in text_out
+    assert rows[1]["id_number"][:17] not in text_out
+    assert rows[2]["phone"] not in text_out
     events = await _events(harness, before)
     assert [e["type"] for e in events] == ["holder.upserted", "holder.upserted"]
     balances = sorted(e["payload"]["opening_balance_fen"] for e in events)
@@ -61,20 +67,27 @@ async def test_import_reports_row_errors_and_is_idempotent(harness: Harness) -> 
     assert (changed["created"], changed["updated"]) == (0, 1)
 
 
-async def test_import_refuses_a_card_of_another_holder_and_bounds_the_batch(harness: Harness) -> None:
+async def test_import_refuses_a_card_of_another_holder_and_bounds_the_batch(
+    harness: Harness,
+) -> None:
     a, b = fresh_rows(2)
     await harness.import_rows([a])
     result = await harness.import_rows([{**b, "card_number": a["card_number"]}])
     assert result["created"] == 0
     assert result["rejected"] == [
-        {"index": 0, "errors": [{"field": "card_number", "message": "is registered to another holder"}]}
+        {
+            "index": 0,
+            "errors": [{"field": "card_number", "message": "is registered to another holder"}],
+        }
     ]
     too_many = await harness.http.post(
         "/v1/admin/holders", json={"holders": [a] * 1001}, headers=harness.ops()
     )
     assert too_many.status_code == 422
     assert too_many.json()["errors"][0]["field"] == "holders"
-    partner = await harness.http.post("/v1/admin/holders", json={"holders": [a]}, headers=harness.partner())
+    partner = await harness.http.post(
+        "/v1/admin/holders", json={"holders": [a]}, headers=harness.partner()
+    )
     assert partner.status_code == 403
 
 
@@ -85,12 +98,15 @@ async def test_card_status_transitions_and_events_in_order(harness: Harness) -> 
     card = row["card_number"]
 
     async def change(body: dict[str, Any], number: str = card) -> Any:
-        return await harness.http.post(f"/v1/admin/cards/{number}/status", json=body, headers=harness.ops())
+        return await harness.http.post(
+            f"/v1/admin/cards/{number}/status", json=body, headers=harness.ops()
+        )
 
     assert (await change({"status": "suspended"})).json()["previous_status"] == "active"
     assert (await change({"status": "active"})).status_code == 200
     same = await change({"status": "active"})
-    assert same.status_code == 200 and same.json()["changed"] is False
+    assert same.status_code == 200
+    assert same.json()["changed"] is False
     missing = await change({"status": "replaced"})
     assert missing.status_code == 422
     assert missing.json()["errors"][0]["field"] == "new_card_number"
@@ -108,7 +124,8 @@ async def test_card_status_transitions_and_events_in_order(harness: Harness) -> 
     last = events[-1]["payload"]
     assert last["previous_status"] == "active"
     assert last["new_card_number_masked"] == "NE*****01"
-    assert last["new_card_ref"] and last["new_card_ref"] != last["card_ref"]
+    assert last["new_card_ref"]
+    assert last["new_card_ref"] != last["card_ref"]
     profile = await harness.http.get(
         f"/internal/v1/holders/{last['holder_ref']}", headers=harness.service("issuance")
     )
@@ -116,11 +133,9 @@ async def test_card_status_transitions_and_events_in_order(harness: Harness) -> 
     assert profile.json()["card_status"] == "active"
     # The database itself refuses a second active card for the holder.
     async with harness.state.runtime.db.sessionmaker() as s:
-        with pytest.raises(Exception, match="(?i)unique"):
-            await s.execute(
-                text("UPDATE card SET status = 'active' WHERE card_number = :n"), {"n": card}
-            )
-            await s.commit()
+        stmt = text("UPDATE card SET status = 'active' WHERE card_number = :n")
+        with pytest.raises(Exception, match=r"(?i)unique"):
+            await s.execute(stmt, {"n": card})
 
 
 async def test_outbox_rows_exist_only_when_the_transaction_commits(harness: Harness) -> None:
@@ -147,16 +162,26 @@ async def test_client_registration_rules(harness: Harness) -> None:
     hospital = await post({"kind": "hospital", "name": "H", "sandbox_secret": True})
     assert hospital.status_code == 422
     assert {e["field"] for e in hospital.json()["errors"]} == {"region_code", "level"}
-    two = await post({"kind": "scanner", "name": "S", "sandbox_secret": True, "jwks": ClientKey.new().jwks})
+    two = await post(
+        {"kind": "scanner", "name": "S", "sandbox_secret": True, "jwks": ClientKey.new().jwks}
+    )
     assert two.status_code == 422
-    wrong_scope = await post({"kind": "scanner", "name": "S", "sandbox_secret": True, "scopes": ["ops"]})
-    assert wrong_scope.json()["errors"] == [{"field": "scopes[0]", "message": "not a scope of a scanner client"}]
+    wrong_scope = await post(
+        {"kind": "scanner", "name": "S", "sandbox_secret": True, "scopes": ["ops"]}
+    )
+    assert wrong_scope.json()["errors"] == [
+        {"field": "scopes[0]", "message": "not a scope of a scanner client"}
+    ]
     private = ClientKey.new().jwks
     private["keys"][0]["d"] = "AAAA"
     leaked = await post({"kind": "partner_app", "name": "P", "jwks": private})
-    assert leaked.status_code == 422 and leaked.json()["errors"][0]["field"] == "jwks"
-    ssrf = await post({"kind": "partner_app", "name": "P", "jwks_uri": "https://10.0.0.1/jwks.json"})
-    assert ssrf.status_code == 422 and ssrf.json()["errors"][0]["field"] == "jwks_uri"
+    assert leaked.status_code == 422
+    assert leaked.json()["errors"][0]["field"] == "jwks"
+    ssrf = await post(
+        {"kind": "partner_app", "name": "P", "jwks_uri": "https://10.0.0.1/jwks.json"}
+    )
+    assert ssrf.status_code == 422
+    assert ssrf.json()["errors"][0]["field"] == "jwks_uri"
     app = await post(
         {
             "kind": "partner_app",
@@ -176,5 +201,7 @@ async def test_client_registration_rules(harness: Harness) -> None:
     assert info.json()["webhook_secret"] == created["webhook_secret"]
     assert info.json()["kind"] == "partner_app"
     assert (
-        await harness.http.get(f"/internal/v1/clients/{created['client_id']}", headers=harness.service("settlement"))
+        await harness.http.get(
+            f"/internal/v1/clients/{created['client_id']}", headers=harness.service("settlement")
+        )
     ).status_code == 403

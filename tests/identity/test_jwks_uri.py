@@ -36,7 +36,12 @@ async def jwks_server() -> AsyncIterator[str]:
 
     app = web.Application()
     app.add_routes(
-        [web.get("/jwks.json", jwks), web.get("/redirect", redirect), web.get("/huge", huge), web.get("/slow", slow)]
+        [
+            web.get("/jwks.json", jwks),
+            web.get("/redirect", redirect),
+            web.get("/huge", huge),
+            web.get("/slow", slow),
+        ]
     )
     runner = web.AppRunner(app)
     await runner.setup()
@@ -49,8 +54,12 @@ async def jwks_server() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def test_registered_jwks_uri_authenticates_the_client(harness: Harness, jwks_server: str) -> None:
-    created = await harness.register(kind="partner_app", name="Remote keys", jwks_uri=jwks_server + "/jwks.json")
+async def test_registered_jwks_uri_authenticates_the_client(
+    harness: Harness, jwks_server: str
+) -> None:
+    created = await harness.register(
+        kind="partner_app", name="Remote keys", jwks_uri=jwks_server + "/jwks.json"
+    )
     resp = await harness.http.post(
         "/oauth/token",
         data={

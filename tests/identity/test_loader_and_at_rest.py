@@ -61,19 +61,26 @@ def test_loader_on_postgres_and_no_plaintext_at_rest(tmp_path: Path, run_id: str
     name = f"essc_{run_id}_idload"
     asyncio.run(create_databases([name]))
     url = server_url().replace("postgresql://", "postgresql+asyncpg://", 1) + "/" + name
-    env = {"IDENTITY_DATABASE_URL": url, "IDENTITY_KEYS_DIR": str(tmp_path / "keys"),
-           "IDENTITY_ENVIRONMENT": "test"}
+    env = {
+        "IDENTITY_DATABASE_URL": url,
+        "IDENTITY_KEYS_DIR": str(tmp_path / "keys"),
+        "IDENTITY_ENVIRONMENT": "test",
+    }
     try:
         upgrade(MIGRATIONS, url)
         data = tmp_path / "holders.jsonl"
         _cli(env, "generate-holders", "20000", "--out", str(data), "--seed", "99")
         with data.open("a") as fh:  # one invalid row: refused, named by field, never echoed
-            fh.write('{"name": "Bad1", "id_number": "123", "phone": "1", "card_number": "x", '
-                     '"region_code": "999999"}\n')
+            fh.write(
+                '{"name": "Bad1", "id_number": "123", "phone": "1", "card_number": "x", '
+                '"region_code": "999999"}\n'
+            )
         first = _cli(env, "load-holders", str(data), "--batch-size", "7000")
         assert "created 20000 holders" in first.stdout, first.stdout
         assert "refused 1 invalid" in first.stdout
-        assert "line 20001: invalid card_number, id_number, name, phone, region_code" in first.stdout
+        assert (
+            "line 20001: invalid card_number, id_number, name, phone, region_code" in first.stdout
+        )
         again = _cli(env, "load-holders", str(data))
         assert "created 0 holders, skipped 20000" in again.stdout
         rows = list(read_rows(data))[:20000]
@@ -89,7 +96,8 @@ async def _check_pg(name: str, rows: list[dict[str, Any]], keys: Any) -> None:
         assert await conn.fetchval("SELECT count(*) FROM holder") == 20000
         assert await conn.fetchval("SELECT count(*) FROM card WHERE status = 'active'") == 20000
         events = await conn.fetch("SELECT seq, type, payload FROM outbox_event ORDER BY seq")
-        assert len(events) == 20000 and {e["type"] for e in events} == {"holder.upserted"}
+        assert len(events) == 20000
+        assert {e["type"] for e in events} == {"holder.upserted"}
         # A lookup by blind index finds the holder and decrypts to the loaded values.
         probe = rows[12345]
         found = await conn.fetchrow(
@@ -97,8 +105,11 @@ async def _check_pg(name: str, rows: list[dict[str, Any]], keys: Any) -> None:
             "JOIN card c ON c.holder_ref = h.holder_ref WHERE h.id_number_bidx = $1",
             crypto.id_index(keys, probe["id_number"]),
         )
-        assert found is not None and found["card_number"] == probe["card_number"]
-        assert crypto.open_field(keys, found["holder_ref"], "name", found["name_enc"]) == probe["name"]
+        assert found is not None
+        assert found["card_number"] == probe["card_number"]
+        assert (
+            crypto.open_field(keys, found["holder_ref"], "name", found["name_enc"]) == probe["name"]
+        )
         # Every text and bytea column of every table: no plaintext ID number, name or phone.
         columns = await conn.fetch(
             "SELECT table_name, column_name, data_type FROM information_schema.columns "
@@ -126,15 +137,26 @@ async def _check_pg(name: str, rows: list[dict[str, Any]], keys: Any) -> None:
 
 def test_loader_on_sqlite_and_no_plaintext_in_the_file(tmp_path: Path) -> None:
     db = tmp_path / "identity.db"
-    env = {"IDENTITY_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
-           "IDENTITY_KEYS_DIR": str(tmp_path / "keys"), "IDENTITY_ENVIRONMENT": "test"}
+    env = {
+        "IDENTITY_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+        "IDENTITY_KEYS_DIR": str(tmp_path / "keys"),
+        "IDENTITY_ENVIRONMENT": "test",
+    }
     _cli(env, "migrate")
     data = tmp_path / "holders.csv"
     _cli(env, "generate-holders", "1500", "--out", str(data), "--seed", "5")
     out = _cli(env, "load-holders", str(data))
     assert "created 1500 holders" in out.stdout
-    seeded = _cli(env, "seed-demo", "--out", str(tmp_path / "clients.json"),
-                  "--holders-out", str(tmp_path / "demo.json"), "--holders", "50")
+    seeded = _cli(
+        env,
+        "seed-demo",
+        "--out",
+        str(tmp_path / "clients.json"),
+        "--holders-out",
+        str(tmp_path / "demo.json"),
+        "--holders",
+        "50",
+    )
     assert "demo data ready" in seeded.stdout
     rows = list(read_rows(data))
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("identity.db*"))

@@ -25,7 +25,9 @@ async def _jwt_client(h: Harness, **extra: Any) -> tuple[str, ClientKey]:
     return created["client_id"], key
 
 
-async def _token(h: Harness, data: dict[str, str], headers: dict[str, str] | None = None) -> httpx.Response:
+async def _token(
+    h: Harness, data: dict[str, str], headers: dict[str, str] | None = None
+) -> httpx.Response:
     return await h.http.post("/oauth/token", data=data, headers=headers or {})
 
 
@@ -70,15 +72,25 @@ async def test_private_key_jwt_issues_a_verifiable_access_token(harness: Harness
     # A token for one audience is refused by another, and is no token of another kind.
     with pytest.raises(InvalidTokenError, match="wrong audience"):
         verify_token(
-            body["access_token"], ACCESS, key_for_kid=keys.get, issuer=ISSUER, audience="urn:essc:issuance"
+            body["access_token"],
+            ACCESS,
+            key_for_kid=keys.get,
+            issuer=ISSUER,
+            audience="urn:essc:issuance",
         )
     with pytest.raises(InvalidTokenError, match="wrong type"):
         verify_token(
-            body["access_token"], INTERNAL, key_for_kid=keys.get, issuer=ISSUER, audience="urn:essc:api"
+            body["access_token"],
+            INTERNAL,
+            key_for_kid=keys.get,
+            issuer=ISSUER,
+            audience="urn:essc:api",
         )
 
 
-async def test_default_scope_is_everything_registered_and_more_is_invalid_scope(harness: Harness) -> None:
+async def test_default_scope_is_everything_registered_and_more_is_invalid_scope(
+    harness: Harness,
+) -> None:
     client_id, key = await _jwt_client(harness, scopes=["ecard:issue"])
     ok = await _token(harness, _assertion_form(key.assertion(client_id)))
     assert ok.json()["scope"] == "ecard:issue"
@@ -102,7 +114,12 @@ async def test_hospital_token_carries_region_and_level(harness: Harness) -> None
     assert claims["kind"] == "hospital"
     assert claims["region_code"] == "370200"
     assert claims["level"] == 3
-    assert set(claims["scope"].split()) == {"scan", "settlement:write", "settlement:read", "reconciliation"}
+    assert set(claims["scope"].split()) == {
+        "scan",
+        "settlement:write",
+        "settlement:read",
+        "reconciliation",
+    }
 
 
 async def test_replayed_assertion_is_invalid_client(harness: Harness) -> None:
@@ -121,7 +138,9 @@ async def test_replayed_assertion_is_invalid_client(harness: Harness) -> None:
         ("longer than five minutes", {"lifetime": 301}),
     ],
 )
-async def test_bad_assertions_are_invalid_client(harness: Harness, case: str, kwargs: dict[str, Any]) -> None:
+async def test_bad_assertions_are_invalid_client(
+    harness: Harness, case: str, kwargs: dict[str, Any]
+) -> None:
     client_id, key = await _jwt_client(harness)
     resp = await _token(harness, _assertion_form(key.assertion(client_id, **kwargs)))
     _assert_invalid_client(resp)
@@ -140,7 +159,9 @@ async def test_disabled_client_gets_no_token_and_is_listed(harness: Harness) -> 
     assert resp.status_code == 200
     assert resp.json()["status"] == "disabled"
     _assert_invalid_client(await _token(harness, _assertion_form(key.assertion(client_id))))
-    listed = await harness.http.get("/internal/v1/clients/disabled", headers=harness.service("gateway"))
+    listed = await harness.http.get(
+        "/internal/v1/clients/disabled", headers=harness.service("gateway")
+    )
     assert listed.status_code == 200
     assert client_id in listed.json()["client_ids"]
     refused = await harness.http.get("/internal/v1/clients/disabled", headers=harness.partner())
@@ -149,9 +170,15 @@ async def test_disabled_client_gets_no_token_and_is_listed(harness: Harness) -> 
 
 async def test_basic_wrong_secret_unknown_client_and_non_sandbox(harness: Harness) -> None:
     created = await harness.register(kind="scanner", name="Hall scanner", sandbox_secret=True)
-    ok = await _token(harness, {"grant_type": "client_credentials"}, basic(created["client_id"], created["client_secret"]))
+    ok = await _token(
+        harness,
+        {"grant_type": "client_credentials"},
+        basic(created["client_id"], created["client_secret"]),
+    )
     assert ok.status_code == 200
-    wrong = await _token(harness, {"grant_type": "client_credentials"}, basic(created["client_id"], "nope"))
+    wrong = await _token(
+        harness, {"grant_type": "client_credentials"}, basic(created["client_id"], "nope")
+    )
     _assert_invalid_client(wrong)
     assert wrong.headers["www-authenticate"].startswith("Basic")
     unknown = await _token(harness, {"grant_type": "client_credentials"}, basic("scn_unknown", "x"))

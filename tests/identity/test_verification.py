@@ -77,7 +77,9 @@ async def test_mismatch_answers_are_identical_whichever_field_is_wrong(harness: 
 async def test_inactive_card_is_the_same_mismatch(harness: Harness) -> None:
     good = await _holder(harness)
     lost = await harness.http.post(
-        f"/v1/admin/cards/{good['card_number']}/status", json={"status": "lost"}, headers=harness.ops()
+        f"/v1/admin/cards/{good['card_number']}/status",
+        json={"status": "lost"},
+        headers=harness.ops(),
     )
     assert lost.status_code == 200
     resp = await _start(harness, good)
@@ -96,7 +98,9 @@ async def test_otp_flow_end_to_end(harness: Harness) -> None:
     code = await _code(harness, details["phone"])
     vid = body["verification_id"]
     other_app = await harness.http.post(
-        f"/v1/verifications/{vid}/confirm", json={"code": code}, headers=harness.partner("app_other")
+        f"/v1/verifications/{vid}/confirm",
+        json={"code": code},
+        headers=harness.partner("app_other"),
     )
     assert other_app.status_code == 404
     done = await harness.http.post(
@@ -108,15 +112,25 @@ async def test_otp_flow_end_to_end(harness: Harness) -> None:
     jwks = (await harness.http.get("/.well-known/jwks.json")).json()
     keys = {k["kid"]: PyJWK(k).key for k in jwks["keys"]}
     claims = verify_token(
-        assertion, IDENTITY_ASSERTION, key_for_kid=keys.get, issuer=ISSUER, audience="urn:essc:issuance"
+        assertion,
+        IDENTITY_ASSERTION,
+        key_for_kid=keys.get,
+        issuer=ISSUER,
+        audience="urn:essc:issuance",
     )
     assert claims.azp == "app_flow"
     assert claims.method == "sms_otp"
     assert claims.exp - claims.iat <= 300
-    assert details["id_number"] not in assertion and claims.sub.startswith("h")
-    profile = await harness.http.get(f"/internal/v1/holders/{claims.sub}", headers=harness.service("issuance"))
+    assert details["id_number"] not in assertion
+    assert claims.sub.startswith("h")
+    profile = await harness.http.get(
+        f"/internal/v1/holders/{claims.sub}", headers=harness.service("issuance")
+    )
     assert profile.status_code == 200
-    assert profile.json()["id_number_masked"] == details["id_number"][:4] + "*" * 10 + details["id_number"][-4:]
+    assert (
+        profile.json()["id_number_masked"]
+        == details["id_number"][:4] + "*" * 10 + details["id_number"][-4:]
+    )
     assert profile.json()["card_status"] == "active"
     again = await harness.http.post(
         f"/v1/verifications/{vid}/confirm", json={"code": code}, headers=harness.partner("app_flow")
@@ -181,7 +195,9 @@ async def test_bad_input_names_the_field_and_kind_is_checked(harness: Harness) -
 )
 async def test_rate_limit_per_id_number(harness: Harness) -> None:
     details = await _holder(harness)
-    codes = [(await _start(harness, {**details, "phone": "13900000000"})).status_code for _ in range(3)]
+    codes = [
+        (await _start(harness, {**details, "phone": "13900000000"})).status_code for _ in range(3)
+    ]
     assert codes == [422, 422, 429]
     limited = await _start(harness, details)
     assert limited.status_code == 429
@@ -197,7 +213,9 @@ async def _provider(h: Harness) -> tuple[str, ClientKey]:
 async def test_face_attestation_verifies_at_once(harness: Harness) -> None:
     details = await _holder(harness)
     provider, key = await _provider(harness)
-    resp = await _start(harness, {**details, "face_attestation": key.face(provider, details["id_number"])})
+    resp = await _start(
+        harness, {**details, "face_attestation": key.face(provider, details["id_number"])}
+    )
     assert resp.status_code == 201, resp.text
     body = resp.json()
     assert body["status"] == "verified"
@@ -210,7 +228,9 @@ async def test_face_attestation_refusals(harness: Harness) -> None:
     provider, key = await _provider(harness)
     forger = ClientKey.new()
     partner_key = ClientKey.new()
-    partner = (await harness.register(kind="partner_app", name="App", jwks=partner_key.jwks))["client_id"]
+    partner = (await harness.register(kind="partner_app", name="App", jwks=partner_key.jwks))[
+        "client_id"
+    ]
     idn = details["id_number"]
     cases = {
         "forged (unknown key)": forger.face(provider, idn),

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 
 from identity.config import IdentitySettings
@@ -195,9 +194,7 @@ class Harness:
         return data
 
     async def import_rows(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        resp = await self.http.post(
-            "/v1/admin/holders", json={"holders": rows}, headers=self.ops()
-        )
+        resp = await self.http.post("/v1/admin/holders", json={"holders": rows}, headers=self.ops())
         assert resp.status_code == 200, resp.text
         data: dict[str, Any] = resp.json()
         return data
