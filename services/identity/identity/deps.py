@@ -22,12 +22,12 @@ __all__ = [
 ]
 
 
-def _settings(request: Request) -> IdentitySettings:
+async def _settings(request: Request) -> IdentitySettings:
     settings: IdentitySettings = request.app.state.settings
     return settings
 
 
-def _state(request: Request) -> IdentityState:
+async def _state(request: Request) -> IdentityState:
     state: IdentityState = request.app.state.identity
     return state
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from devkit.bench import forwarding
+from devkit.bench import identity as identity_bench
 from devkit.bench.core import Row, render_table, rows_as_json
 from devkit.cluster import (
     SERVICES,
@@ -29,7 +30,7 @@ from devkit.cluster import (
 )
 
 Scenario = Callable[..., list[Row]]
-SCENARIOS: dict[str, Scenario] = {"forwarding": forwarding.run}
+SCENARIOS: dict[str, Scenario] = {"forwarding": forwarding.run, "identity": identity_bench.run}
 
 
 def _pg_url() -> str | None:
@@ -68,7 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         var_dir,
         urls,
         environment="test",
-        extra_env={f"{p.upper()}_LOG_REQUESTS": "true" for p in ("gateway", *SERVICES)},
+        extra_env={
+            **{f"{p.upper()}_LOG_REQUESTS": "true" for p in ("gateway", *SERVICES)},
+            # The identity scenario drives verifications from one client at full speed.
+            "IDENTITY_VERIFICATION_RATE_PER_CLIENT": "1000000/minute",
+            "IDENTITY_VERIFICATION_RATE_PER_ID_NUMBER": "1000000/minute",
+        },
     )
     rows: list[Row] = []
     try:
