@@ -173,6 +173,9 @@ async def load_postgres(
             created = int(status.split()[-1])
             report.created += created
             report.skipped += len(records) - created
+        # Fresh statistics and visibility map for the planner after a bulk change.
+        await conn.execute("VACUUM ANALYZE holder")
+        await conn.execute("VACUUM ANALYZE card")
     finally:
         pool.shutdown(cancel_futures=True)
         await conn.close()

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import random
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ from shared.tokens.claims import ACCESS, CLIENT_ASSERTION, AccessTokenClaims, Cl
 from shared.tokens.codec import MAX_LEEWAY, InvalidTokenError, sign_token, verify_token_async
 
 API_AUDIENCE = "urn:essc:api"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 ACCESS_PURPOSE = "access"
 
 
@@ -84,7 +86,7 @@ def parse_form(body: bytes, content_type: str | None, authorization: str | None)
         name, value = unquote_plus(name), unquote_plus(value)
         if name in params:
             raise OAuthError("invalid_request", f"Parameter {name} is repeated.")
-        if len(value) > 8192 or any(ord(ch) < 0x20 for ch in value):
+        if len(value) > 8192 or _CONTROL.search(value):
             raise OAuthError("invalid_request", f"Parameter {name} is malformed.")
         params[name] = value
     return TokenRequest(
