@@ -11,10 +11,10 @@ ESSC_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export ESSC_TEST_POSTGRES_URL
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test check lint typecheck format bench clean
+.PHONY: help venv run test check lint typecheck format bench clean k8s-render
 
 help: ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): $(PYPROJECTS) requirements-dev.txt constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,9 @@ $(STAMP): $(PYPROJECTS) requirements-dev.txt constraints.txt
 
 venv: $(STAMP) ## create .venv and install every package (editable) and the dev tools
 
-run: $(STAMP) ## migrate, seed demo data and run the four services on 127.0.0.1:8000-8003 (Ctrl-C stops)
-	$(PY) -m devkit.run
+REPLICAS ?= 1
+run: $(STAMP) ## migrate, seed demo data and run the services on 127.0.0.1:8000-8003 (REPLICAS=2: two of each, on PostgreSQL+Redis)
+	$(PY) -m devkit.run --replicas $(REPLICAS)
 
 test: $(STAMP) ## run the whole test suite (PostgreSQL tests need $$ESSC_TEST_POSTGRES_URL reachable)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -46,6 +47,10 @@ check: lint typecheck test ## lint, types and tests
 bench: $(STAMP) ## benchmarks: print a table and write bench-results/*.json (needs wrk; installs it with apt if missing)
 	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && (apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)))
 	$(PY) -m devkit.bench $(BENCH_ARGS)
+
+OVERLAY ?= dev
+k8s-render: ## print the Kubernetes manifests of OVERLAY (dev or prod; needs kubectl)
+	kubectl kustomize deploy/k8s/overlays/$(OVERLAY)
 
 clean: ## remove the virtualenv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache bench-results test-output

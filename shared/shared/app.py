@@ -17,11 +17,12 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import aiohttp
 import httpx
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
+from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
@@ -36,13 +37,19 @@ from shared.auth import (
 )
 from shared.db import Database, install_db_error_handler, make_engine
 from shared.http import ServiceClient, new_session
+from shared.keyrotation import rotation_router
 from shared.logs import configure_logging
 from shared.metrics import Metrics
 from shared.problems import install_problem_handlers, problem_response
-from shared.settings import ServiceSettings
+from shared.settings import Environment, ServiceSettings
 from shared.tokens.codec import AsyncKeySource
 from shared.tokens.jwks import JwksCache
 from shared.tokens.keys import KeyRing, KeyStore
+from shared.tracing import (
+    instrument_aiohttp,
+    instrument_asgi,
+    instrument_engine,
+)
 
 logger = logging.getLogger("shared.app")
 
@@ -92,16 +99,23 @@ class ServiceApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
         settings: ServiceSettings = self.state.settings
-        return RequestContextMiddleware(
+        stack = RequestContextMiddleware(
             inner,
             metrics=self.state.metrics,
             max_body_bytes=settings.max_body_bytes,
             log_requests=settings.log_requests,
         )
+        # Server spans, outermost; the app itself when tracing is off (see shared.tracing).
+        return instrument_asgi(stack, self.state.metrics.service)
 
 
 def _peer_url(settings: ServiceSettings, peer: str) -> str:
+    """All replicas of a peer, comma-separated, as configured."""
     return str(getattr(settings, f"{peer}_url"))
+
+
+def _first_url(urls: str) -> str:
+    return urls.split(",", 1)[0].strip()
 
 
 def health_router() -> APIRouter:
@@ -156,23 +170,66 @@ def jwks_router(public_purposes: Iterable[str]) -> APIRouter:
     return router
 
 
+def testing_router() -> APIRouter:
+    """Routes mounted only when the environment is ``test``; never in OpenAPI.
+
+    ``GET /internal/test/sleep?seconds=`` answers after sleeping: the in-flight
+    request of the graceful-shutdown test.
+    """
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/internal/test/sleep")
+    async def sleep(seconds: Annotated[float, Query(ge=0, le=30)] = 1.0) -> dict[str, float]:
+        await asyncio.sleep(seconds)
+        return {"slept": seconds}
+
+    return router
+
+
 class Drainable(Protocol):
     draining: bool
 
 
+class WhoAmI(BaseModel):
+    """The verified caller of a request, as the service sees it."""
+
+    client_id: str
+    kind: str
+    scopes: list[str]
+    region_code: str | None = None
+    level: int | None = None
+
+
 def internal_router() -> APIRouter:
-    """``/internal/whoami``: echoes the verified caller (debugging and auth tests)."""
-    router = APIRouter(include_in_schema=False)
+    """``/v1/whoami`` and ``/internal/whoami``: the verified caller (integration debugging)."""
+    router = APIRouter()
 
-    @router.get("/internal/whoami")
-    async def whoami(principal: PrincipalDep) -> dict[str, Any]:
-        return {
-            "client_id": principal.client_id,
-            "kind": principal.kind.value,
-            "scope": principal.scope,
-            "iss": principal.iss,
-        }
+    async def whoami(principal: PrincipalDep) -> WhoAmI:
+        return WhoAmI(
+            client_id=principal.client_id,
+            kind=principal.kind.value,
+            scopes=sorted(principal.scopes),
+            region_code=principal.region_code,
+            level=principal.level,
+        )
 
+    router.add_api_route(
+        "/v1/whoami",
+        whoami,
+        methods=["GET"],
+        tags=["auth"],
+        summary="Who am I",
+        description="The calling client as the platform sees it: id, kind, scopes and, for "
+        "hospitals, region and level. Useful to check an integration's credentials.",
+        response_model=WhoAmI,
+    )
+    router.add_api_route(
+        "/internal/whoami",
+        whoami,
+        methods=["GET"],
+        include_in_schema=False,
+        response_model=WhoAmI,
+    )
     return router
 
 
@@ -257,6 +314,7 @@ def build_service_app(
                 statement_timeout_ms=settings.db_statement_timeout_ms,
             )
         )
+        instrument_engine(db.engine, service)  # no-op unless tracing is configured
         keystore = KeyStore(settings.keys_dir)
         if settings.is_production:
             ring = await asyncio.to_thread(keystore.load)
@@ -266,7 +324,7 @@ def build_service_app(
         jwks_http = httpx.AsyncClient(timeout=2.0, follow_redirects=False)
         jwks: dict[str, JwksCache] = {
             GATEWAY_ISSUER: JwksCache(
-                settings.gateway_url + "/internal/jwks.json",
+                _first_url(settings.gateway_url) + "/internal/jwks.json",
                 client=jwks_http,
                 ttl=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_seconds,
@@ -274,7 +332,7 @@ def build_service_app(
         }
         for peer in peers:
             jwks[service_urn(peer)] = JwksCache(
-                _peer_url(settings, peer) + "/internal/jwks.json",
+                _first_url(_peer_url(settings, peer)) + "/internal/jwks.json",
                 client=jwks_http,
                 ttl=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_seconds,
@@ -357,6 +415,11 @@ def build_service_app(
     app.include_router(health_router())
     app.include_router(jwks_router(public_key_purposes))
     app.include_router(internal_router())
+    app.include_router(rotation_router())
+    if settings.environment is Environment.TEST:
+        app.include_router(testing_router())
     for router in routers:
         app.include_router(router)
+    # Before the lifespan opens the peer session: its calls then carry the trace context.
+    instrument_aiohttp(service)  # no-op unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     return app

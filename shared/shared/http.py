@@ -55,7 +55,11 @@ def new_session(*, limit: int = 100, keepalive: float = 30.0) -> aiohttp.ClientS
 
 
 class ServiceClient:
-    """JSON calls to one peer service with this service's internal token."""
+    """JSON calls to one peer service with this service's internal token.
+
+    ``base_url`` may list several replicas, comma-separated: calls rotate among them,
+    and a replica that refuses the connection (nothing was sent) is skipped for the next.
+    """
 
     def __init__(
         self,
@@ -66,7 +70,8 @@ class ServiceClient:
         token_for: Callable[[str], str],
         timeout: float = 5.0,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_urls = [u.strip().rstrip("/") for u in base_url.split(",") if u.strip()]
+        self._next = 0
         self.target = target
         self.session = session
         self.token_for = token_for
@@ -96,17 +101,7 @@ class ServiceClient:
             data = orjson.dumps(json)
             out_headers["Content-Type"] = "application/json"
         try:
-            async with self.session.request(
-                method,
-                self.base_url + path,
-                data=data,
-                params=params,
-                headers=out_headers,
-                timeout=self.timeout,
-                allow_redirects=False,
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
+            status, raw = await self._send(method, path, data, params, out_headers)
         except TimeoutError:
             raise GatewayTimeoutError(
                 f"The {self.target} service did not answer in time."
@@ -128,6 +123,33 @@ class ServiceClient:
         if status >= 400:
             raise UpstreamProblemError(status, body if isinstance(body, dict) else {})
         return status, body
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+    ) -> tuple[int, bytes]:
+        for attempt in range(len(self.base_urls)):
+            base = self.base_urls[self._next % len(self.base_urls)]
+            self._next += 1
+            try:
+                async with self.session.request(
+                    method,
+                    base + path,
+                    data=data,
+                    params=params,
+                    headers=headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                ) as resp:
+                    return resp.status, await resp.read()
+            except aiohttp.ClientConnectorError:
+                if attempt == len(self.base_urls) - 1:
+                    raise
+        raise aiohttp.ClientConnectionError("no replica configured")
 
     async def call(
         self,

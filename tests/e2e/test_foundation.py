@@ -87,11 +87,14 @@ def test_request_id_reaches_the_upstream_log(cluster: Cluster) -> None:
         time.sleep(0.1)
     assert upstream, "identity never logged the gateway's request id"
     assert upstream[0]["route"] == "/.well-known/oauth-authorization-server"
-    gateway_lines = [
-        line
-        for line in _log_lines(cluster.procs["gateway"].log_path)
-        if line.get("request_id") == rid
-    ]
+    gateway_lines: list[dict[str, object]] = []
+    while time.monotonic() < deadline + 5 and not gateway_lines:
+        gateway_lines = [
+            line
+            for line in _log_lines(cluster.procs["gateway"].log_path)
+            if line.get("request_id") == rid
+        ]
+        time.sleep(0.05)
     assert gateway_lines
     assert gateway_lines[0]["status"] == 200
 
@@ -138,3 +141,16 @@ def test_sigterm_exits_zero(cluster: Cluster) -> None:
     finally:
         cluster.start(["settlement"])
         cluster.wait_ready(["settlement"])
+
+
+def test_gateway_self_readiness_ignores_upstreams(cluster: Cluster) -> None:
+    gw = cluster.url("gateway")
+    cluster.stop(["issuance"])
+    try:
+        assert httpx.get(gw + "/readyz").status_code == 503
+        shallow = httpx.get(gw + "/readyz?scope=self")
+        assert shallow.status_code == 200
+        assert shallow.json()["checks"] == {"not_draining": True}
+    finally:
+        cluster.start(["issuance"])
+        cluster.wait_ready(["issuance"])

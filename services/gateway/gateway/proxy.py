@@ -5,23 +5,25 @@ little as possible to each request. Requests that match no public route fall
 through to the gateway's own FastAPI app (health, metrics, docs, JWKS).
 
 Only an allow-list of headers crosses in each direction. Upstream deadline
-exceeded → 504 problem, connection failure → 502 problem; nothing is retried
-here (the caller's Idempotency-Key makes its own retry safe).
+exceeded → 504 problem; connection failure → 502 problem; every replica's
+breaker open → 503 at once. A request is re-sent to another replica only when
+the connection to the first could not be made (nothing reached it); otherwise
+nothing is retried here — the caller's Idempotency-Key makes its own retry safe.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Protocol
 
 import aiohttp
 
 from gateway.routes import Route, RouteTable
+from gateway.upstreams import UpstreamPool
 from shared.asgi import ASGIApp, Receive, Scope, Send, send_problem
-from shared.problems import ProblemError
+from shared.problems import ProblemError, UnauthorizedError
 from shared.requestctx import current_request_id
 
 logger = logging.getLogger("gateway.proxy")
@@ -53,6 +55,7 @@ _RESPONSE_HEADERS = frozenset(
         "content-security-policy",
         "x-content-type-options",
         "referrer-policy",
+        "allow",
     }
 )
 _STREAM_THRESHOLD = 1_048_576
@@ -66,25 +69,14 @@ class Authenticator(Protocol):
 
 
 class DenyProtectedAuthenticator:
-    """Admits public routes only (until client authentication is configured)."""
+    """Admits public routes only (used when no client authentication is configured)."""
 
     async def authorize(self, route: Route, scope: Scope) -> str | None:
         if route.public:
             return None
-        from shared.problems import UnauthorizedError
-
         raise UnauthorizedError(
             "A bearer token is required.", headers={"WWW-Authenticate": "Bearer"}
         )
-
-
-@dataclass
-class Upstream:
-    """One backend service: its base URL and its own pooled session."""
-
-    name: str
-    base_url: str
-    session: aiohttp.ClientSession
 
 
 class Forwarder:
@@ -95,7 +87,7 @@ class Forwarder:
         fallback: ASGIApp,
         *,
         table: RouteTable,
-        upstreams: Callable[[], dict[str, Upstream]],
+        upstreams: Callable[[], dict[str, UpstreamPool]],
         authenticator: Callable[[], Authenticator],
         timeout: aiohttp.ClientTimeout,
         on_upstream_error: Callable[[str, str], None] | None = None,
@@ -129,6 +121,10 @@ class Forwarder:
         scope["essc.route"] = route.template
         try:
             upstream_auth = await self.authenticator().authorize(route, scope)
+            if route.upstream == "gateway":
+                # Authorised here; the gateway's own app answers (e.g. key rotation).
+                await self.fallback(scope, receive, send)
+                return
             await self._forward(route, upstream_auth, scope, receive, send)
         except ProblemError as exc:
             headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
@@ -142,11 +138,7 @@ class Forwarder:
                 extra_headers=headers,
             )
 
-    async def _forward(
-        self, route: Route, upstream_auth: str | None, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        upstream = self.upstreams()[route.upstream]
-        body = await _read_body(receive)
+    def _headers(self, route: Route, upstream_auth: str | None, scope: Scope) -> dict[str, str]:
         headers: dict[str, str] = {}
         for key, value in scope["headers"]:
             if key in _REQUEST_HEADERS:
@@ -161,45 +153,86 @@ class Forwarder:
         client = scope.get("client")
         if client:
             headers["x-forwarded-for"] = client[0]
-        url = upstream.base_url + scope["raw_path"].decode("latin-1")
+        return headers
+
+    async def _forward(
+        self, route: Route, upstream_auth: str | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        pool = self.upstreams()[route.upstream]
+        body = await _read_body(receive)
+        headers = self._headers(route, upstream_auth, scope)
+        target = scope["raw_path"].decode("latin-1")
         if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
-        try:
-            async with upstream.session.request(
-                scope["method"],
-                url,
-                data=body or None,
-                headers=headers,
-                timeout=self.timeout,
-                allow_redirects=False,
-            ) as resp:
-                out = [
-                    (k.lower().encode("latin-1"), v.encode("latin-1"))
-                    for k, v in resp.headers.items()
-                    if k.lower() in _RESPONSE_HEADERS
-                ]
-                length = resp.content_length
-                if length is not None and length <= _STREAM_THRESHOLD:
-                    payload = await resp.read()
-                    out.append((b"content-length", str(len(payload)).encode()))
-                    await send(
-                        {"type": "http.response.start", "status": resp.status, "headers": out}
-                    )
-                    await send({"type": "http.response.body", "body": payload})
-                    return
+            target += "?" + scope["query_string"].decode("latin-1")
+        tried: set[int] = set()
+        while True:
+            index = pool.pick(tried)
+            if index is None:
+                self.on_upstream_error(route.upstream, "breaker_open")
+                raise ProblemError(
+                    f"The {route.upstream} service is unavailable; retry shortly.",
+                    status=503,
+                    headers={"Retry-After": "5"},
+                )
+            tried.add(index)
+            replica = pool.replicas[index]
+            try:
+                await self._exchange(
+                    pool, replica.base_url + target, scope["method"], body, headers, send
+                )
+            except aiohttp.ClientConnectorError:
+                # Nothing reached this replica: another one may take the request safely.
+                replica.breaker.failure()
+                self.on_upstream_error(route.upstream, "connect")
+                if len(tried) < len(pool.replicas):
+                    continue
+                raise _problem(502, f"The {route.upstream} service is unreachable.") from None
+            except TimeoutError:
+                replica.breaker.failure()
+                self.on_upstream_error(route.upstream, "timeout")
+                raise _problem(
+                    504, f"The {route.upstream} service did not answer in time."
+                ) from None
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError):
+                replica.breaker.failure()
+                self.on_upstream_error(route.upstream, "connection")
+                raise _problem(502, f"The {route.upstream} service is unreachable.") from None
+            replica.breaker.success()
+            return
+
+    async def _exchange(
+        self,
+        pool: UpstreamPool,
+        url: str,
+        method: str,
+        body: bytes,
+        headers: dict[str, str],
+        send: Send,
+    ) -> None:
+        async with pool.session.request(
+            method,
+            url,
+            data=body or None,
+            headers=headers,
+            timeout=self.timeout,
+            allow_redirects=False,
+        ) as resp:
+            out = [
+                (k.lower().encode("latin-1"), v.encode("latin-1"))
+                for k, v in resp.headers.items()
+                if k.lower() in _RESPONSE_HEADERS
+            ]
+            length = resp.content_length
+            if length is not None and length <= _STREAM_THRESHOLD:
+                payload = await resp.read()
+                out.append((b"content-length", str(len(payload)).encode()))
                 await send({"type": "http.response.start", "status": resp.status, "headers": out})
-                async for chunk in resp.content.iter_chunked(65_536):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b""})
-        except TimeoutError:
-            self.on_upstream_error(route.upstream, "timeout")
-            raise _problem(504, f"The {route.upstream} service did not answer in time.") from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
-            kind = "connect" if isinstance(exc, aiohttp.ClientConnectorError) else "connection"
-            self.on_upstream_error(route.upstream, kind)
-            raise _problem(502, f"The {route.upstream} service is unreachable.") from None
-        except asyncio.CancelledError:
-            raise
+                await send({"type": "http.response.body", "body": payload})
+                return
+            await send({"type": "http.response.start", "status": resp.status, "headers": out})
+            async for chunk in resp.content.iter_chunked(65_536):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
 
 
 def _problem(status: int, detail: str) -> ProblemError:
@@ -216,6 +249,3 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body"):
             break
     return b"".join(chunks)
-
-
-AwaitableNone = Awaitable[None]

@@ -19,6 +19,9 @@ HOSPITAL = frozenset({ClientKind.HOSPITAL})
 SCANNING = frozenset({ClientKind.HOSPITAL, ClientKind.SCANNER})
 OPS = frozenset({ClientKind.OPS})
 PUBLIC: frozenset[ClientKind] = frozenset()
+ANY_CLIENT = frozenset(
+    {ClientKind.PARTNER_APP, ClientKind.HOSPITAL, ClientKind.SCANNER, ClientKind.OPS}
+)
 
 _PARAM = re.compile(r"\{([a-z_]+)\}")
 
@@ -69,6 +72,7 @@ ROUTES: tuple[Route, ...] = (
     # Auth (public)
     _r("POST", "/oauth/token", "identity", PUBLIC, forward_authorization=True),
     _r("GET", "/.well-known/oauth-authorization-server", "identity", PUBLIC),
+    _r("GET", "/v1/whoami", "identity", ANY_CLIENT),
     # Real-name verification (partner apps)
     _r("POST", "/v1/verifications", "identity", PARTNER, "ecard:issue"),
     _r("POST", "/v1/verifications/{verification_id}/confirm", "identity", PARTNER, "ecard:issue"),
@@ -116,6 +120,8 @@ ROUTES: tuple[Route, ...] = (
     _r("GET", "/v1/admin/risk/alerts", "settlement", OPS, "ops"),
     _r("POST", "/v1/admin/risk/alerts/{alert_id}/resolve", "settlement", OPS, "ops"),
     _r("GET", "/v1/admin/ledger/check", "settlement", OPS, "ops"),
+    # Answered by the gateway itself, after the same authentication.
+    _r("POST", "/v1/admin/keys/rotate", "gateway", OPS, "ops"),
 )
 
 

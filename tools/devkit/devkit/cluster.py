@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -102,7 +103,11 @@ class Proc:
 
 @dataclass
 class Cluster:
-    """The four parts' configuration, and the processes started from it."""
+    """The four parts' configuration, and the processes started from it.
+
+    ``replicas`` runs several processes of a service (``issuance``, ``issuance-2``, ...),
+    each on its own port; peers and the gateway get every replica's URL, comma-separated.
+    """
 
     var_dir: Path
     db_urls: dict[str, str]
@@ -110,19 +115,37 @@ class Cluster:
     extra_env: dict[str, str] = field(default_factory=dict)
     environment: str = "development"
     log_dir: Path | None = None
+    replicas: dict[str, int] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for part, count in self.replicas.items():
+            for i in range(2, count + 1):
+                name = f"{part}-{i}"
+                if name not in self.ports:
+                    self.ports[name] = free_port()
+
     @classmethod
-    def on_free_ports(cls, var_dir: Path, db_urls: dict[str, str], **kwargs: object) -> Cluster:
-        """A cluster whose four ports are picked free (tests)."""
+    def on_free_ports(cls, var_dir: Path, db_urls: dict[str, str], **kwargs: Any) -> Cluster:
+        """A cluster whose ports are picked free (tests)."""
         ports = {part: free_port() for part in PARTS}
-        return cls(var_dir=var_dir, db_urls=db_urls, ports=ports, **kwargs)  # type: ignore[arg-type]
+        return cls(var_dir=var_dir, db_urls=db_urls, ports=ports, **kwargs)
 
-    def url(self, part: str) -> str:
-        return f"http://127.0.0.1:{self.ports[part]}"
+    def processes(self, part: str) -> list[str]:
+        """The process names of a part: ``issuance``, ``issuance-2``, ..."""
+        return [part] + [f"{part}-{i}" for i in range(2, self.replicas.get(part, 1) + 1)]
 
-    def env_for(self, part: str) -> dict[str, str]:
-        """The environment of one part: its database, keys and where its peers are."""
+    def url(self, name: str) -> str:
+        """The URL of one process (a part name means its first replica)."""
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def urls(self, part: str) -> str:
+        """Every replica of a part, comma-separated (what peers are configured with)."""
+        return ",".join(self.url(n) for n in self.processes(part))
+
+    def env_for(self, name: str) -> dict[str, str]:
+        """The environment of one process: its database, keys and where its peers are."""
+        part = name.split("-", 1)[0]
         prefix = part.upper() + "_"
         env = dict(os.environ)
         env.update(
@@ -131,9 +154,9 @@ class Cluster:
                 prefix + "KEYS_DIR": str(self.var_dir / "keys" / part),
                 prefix + "PUBLIC_ISSUER": self.url("gateway"),
                 prefix + "GATEWAY_URL": self.url("gateway"),
-                prefix + "IDENTITY_URL": self.url("identity"),
-                prefix + "ISSUANCE_URL": self.url("issuance"),
-                prefix + "SETTLEMENT_URL": self.url("settlement"),
+                prefix + "IDENTITY_URL": self.urls("identity"),
+                prefix + "ISSUANCE_URL": self.urls("issuance"),
+                prefix + "SETTLEMENT_URL": self.urls("settlement"),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -141,6 +164,12 @@ class Cluster:
             env[prefix + "DATABASE_URL"] = self.db_urls[part]
         env.update(self.extra_env)
         return env
+
+    def _expand(self, names: Iterable[str]) -> list[str]:
+        out: list[str] = []
+        for name in names:
+            out.extend(self.processes(name) if name in PARTS else [name])
+        return out
 
     def run_cli(
         self, part: str, *args: str, check: bool = True
@@ -160,11 +189,12 @@ class Cluster:
             self.run_cli(svc, "migrate")
 
     def start(self, parts: Iterable[str] = PARTS, *, graceful_timeout: int = 10) -> None:
-        """Start the given parts (not waiting for readiness)."""
+        """Start the given parts or processes (not waiting for readiness)."""
         log_dir = self.log_dir or self.var_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        for part in parts:
-            log_path = log_dir / f"{part}.log"
+        for name in self._expand(parts):
+            part = name.split("-", 1)[0]
+            log_path = log_dir / f"{name}.log"
             log = log_path.open("ab")
             cmd = [
                 sys.executable,
@@ -175,7 +205,7 @@ class Cluster:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(self.ports[part]),
+                str(self.ports[name]),
                 "--no-access-log",
                 "--timeout-graceful-shutdown",
                 str(graceful_timeout),
@@ -188,33 +218,33 @@ class Cluster:
             ]
             popen = subprocess.Popen(
                 cmd,
-                env=self.env_for(part),
+                env=self.env_for(name),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
             log.close()
-            self.procs[part] = Proc(part, self.ports[part], popen, log_path)
+            self.procs[name] = Proc(name, self.ports[name], popen, log_path)
 
     def wait_ready(
         self, parts: Iterable[str] = PARTS, timeout: float = 60.0, path: str = "/readyz"
     ) -> None:
-        """Block until each part answers 200 on ``path``; raise with its log tail otherwise."""
+        """Block until each process answers 200 on ``path``; raise with its log tail otherwise."""
         deadline = time.monotonic() + timeout
-        for part in parts:
+        for name in self._expand(parts):
             while True:
-                proc = self.procs.get(part)
+                proc = self.procs.get(name)
                 if proc is not None and proc.popen.poll() is not None:
                     raise RuntimeError(
-                        f"{part} exited ({proc.popen.returncode}):\n{self.tail(part)}"
+                        f"{name} exited ({proc.popen.returncode}):\n{self.tail(name)}"
                     )
                 try:
-                    if httpx.get(self.url(part) + path, timeout=1.0).status_code == 200:
+                    if httpx.get(self.url(name) + path, timeout=1.0).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{part} not ready after {timeout}s:\n{self.tail(part)}")
+                    raise RuntimeError(f"{name} not ready after {timeout}s:\n{self.tail(name)}")
                 time.sleep(0.1)
 
     def tail(self, part: str, lines: int = 40) -> str:
@@ -231,7 +261,7 @@ class Cluster:
         timeout: float = 15.0,
     ) -> dict[str, int | None]:
         """Signal the given parts (all by default) and wait; returns exit codes."""
-        names = list(parts) if parts is not None else list(self.procs)
+        names = self._expand(parts) if parts is not None else list(self.procs)
         for name in names:
             proc = self.procs.get(name)
             if proc is not None and proc.popen.poll() is None:

@@ -57,10 +57,29 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m devkit.run``."""
     parser = argparse.ArgumentParser(prog="python -m devkit.run", description=__doc__)
     parser.add_argument("--var", default="var", help="data directory (default: var)")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="processes of identity, issuance and settlement each (more than 1 runs on "
+        "PostgreSQL and Redis; the gateway balances across them)",
+    )
     args = parser.parse_args(argv)
     var_dir = Path(args.var).resolve()
     var_dir.mkdir(parents=True, exist_ok=True)
-    cluster = Cluster(var_dir=var_dir, db_urls=database_urls(var_dir))
+    extra_env: dict[str, str] = {}
+    if args.replicas > 1:
+        # State that must hold across replicas (one-time QR codes, idempotency keys, rate
+        # limits, revocations, webhook delivery) lives in PostgreSQL and Redis, never in memory.
+        os.environ.setdefault("ESSC_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+        redis = os.environ.get("ESSC_REDIS_URL", "redis://127.0.0.1:6379/0")
+        extra_env = {f"{p.upper()}_REDIS_URL": redis for p in PARTS}
+    cluster = Cluster(
+        var_dir=var_dir,
+        db_urls=database_urls(var_dir),
+        extra_env=extra_env,
+        replicas={svc: args.replicas for svc in SERVICES},
+    )
     print("e-SSC: applying migrations ...", flush=True)
     cluster.migrate()
     seed(cluster)

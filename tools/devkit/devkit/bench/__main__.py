@@ -21,7 +21,6 @@ from devkit.bench import forwarding
 from devkit.bench import identity as identity_bench
 from devkit.bench.core import Row, render_table, rows_as_json
 from devkit.cluster import (
-    SERVICES,
     Cluster,
     create_postgres_databases,
     drop_postgres_databases,
@@ -69,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         var_dir,
         urls,
         environment="test",
+        # Budgets sized for a load generator: the bench measures work, not 429s.
         extra_env={
-            **{f"{p.upper()}_LOG_REQUESTS": "true" for p in ("gateway", *SERVICES)},
+            "GATEWAY_RATE_LIMIT_CLIENT": "1000000/second",
+            "GATEWAY_RATE_LIMIT_PUBLIC": "1000000/second",
             # The identity scenario drives verifications from one client at full speed.
             "IDENTITY_VERIFICATION_RATE_PER_CLIENT": "1000000/minute",
             "IDENTITY_VERIFICATION_RATE_PER_ID_NUMBER": "1000000/minute",

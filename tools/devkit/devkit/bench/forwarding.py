@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from devkit.bench.core import Row, cpu_meter, wrk
+from devkit.bench.tokens import access_token
 from devkit.cluster import Cluster
+from shared.tokens.claims import ClientKind
 
 PATH = "/.well-known/oauth-authorization-server"
 
@@ -20,6 +22,12 @@ def run(cluster: Cluster, *, duration: int) -> list[Row]:
     with cpu_meter([identity, gateway]) as cpu:
         proxied = wrk(cluster.url("gateway") + PATH, duration=duration)
     proxied_cpu = cpu[0] / max(proxied.requests, 1) * 1e6
+    token = access_token(cluster, client_id="bench-scanner", kind=ClientKind.SCANNER, scope="scan")
+    auth = [f"Authorization: Bearer {token}"]
+    wrk(cluster.url("gateway") + "/v1/whoami", duration=2, headers=auth)
+    with cpu_meter([identity, gateway]) as cpu:
+        authed = wrk(cluster.url("gateway") + "/v1/whoami", duration=duration, headers=auth)
+    authed_cpu = cpu[0] / max(authed.requests, 1) * 1e6
     return [
         Row(
             "forwarding",
@@ -40,5 +48,16 @@ def run(cluster: Cluster, *, duration: int) -> list[Row]:
             ratio=proxied.rps / direct.rps,
             ratio_of="direct",
             notes=f"errors {proxied.errors}; CPU summed gateway+identity",
+        ),
+        Row(
+            "forwarding",
+            "authenticated GET /v1/whoami through the gateway",
+            authed.rps,
+            authed.p50_ms,
+            authed.p99_ms,
+            authed_cpu,
+            ratio=authed.rps / proxied.rps,
+            ratio_of="unauthenticated forwarding",
+            notes=f"errors {authed.errors}; token verified once, then cached",
         ),
     ]
