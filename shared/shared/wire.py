@@ -202,7 +202,21 @@ class HolderAccountSummary(WireModel):
     recent: list[SettlementBrief]
 
 
-# --- identity → issuance, gateway: registered clients ----------------------------------------
+# --- identity → issuance: PIN check and partner client details ---------------------------------
+
+
+class PinCheckRequest(WireModel):
+    """``POST /internal/v1/holders/{holder_ref}/pin-check`` (owner: identity).
+
+    Issuance keeps only the masked ID number, so identity answers whether a proposed
+    six-digit PIN occurs anywhere in the holder's ID number.
+    """
+
+    pin: str = Field(pattern=r"^\d{6}$")
+
+
+class PinCheckResult(WireModel):
+    contained: bool
 
 
 class ClientInfo(WireModel):
@@ -227,3 +241,13 @@ class DisabledClients(WireModel):
     clients whose still-valid access tokens must be refused."""
 
     client_ids: list[str]
+
+
+# --- issuance → partner apps: webhook events (public, documented in the gateway) -----------------
+
+
+class EcardWebhookType(StrEnum):
+    SUSPENDED = "ecard.suspended"
+    RESUMED = "ecard.resumed"
+    REVOKED = "ecard.revoked"
+    REISSUED = "ecard.reissued"

@@ -132,6 +132,16 @@ async def test_otp_flow_end_to_end(harness: Harness) -> None:
         == details["id_number"][:4] + "*" * 10 + details["id_number"][-4:]
     )
     assert profile.json()["card_status"] == "active"
+    pin_in = details["id_number"][6:12]
+    checks = [
+        await harness.http.post(
+            f"/internal/v1/holders/{claims.sub}/pin-check",
+            json={"pin": pin},
+            headers=harness.service("issuance"),
+        )
+        for pin in (pin_in, "000000" if "000000" not in details["id_number"] else "999999")
+    ]
+    assert [c.json() for c in checks] == [{"contained": True}, {"contained": False}]
     again = await harness.http.post(
         f"/v1/verifications/{vid}/confirm", json={"code": code}, headers=harness.partner("app_flow")
     )

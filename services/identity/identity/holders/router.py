@@ -10,7 +10,7 @@ from identity.deps import IssuanceDep, OpsDep, SessionDep, StateDep
 from identity.docs import problems
 from identity.holders import service
 from identity.holders.schemas import HolderImport, HolderImportResult
-from shared.wire import HolderProfile
+from shared.wire import HolderProfile, PinCheckRequest, PinCheckResult
 
 router = APIRouter()
 
@@ -32,6 +32,27 @@ async def import_holders(
     return await service.import_holders(session, state.data_keys, body.holders, actor=ops.client_id)
 
 
+HolderRef = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[a-z0-9]+$")]
+
+
+@router.post(
+    "/internal/v1/holders/{holder_ref}/pin-check",
+    response_model=PinCheckResult,
+    tags=["internal"],
+    summary="Does a proposed PIN occur in the holder's ID number? (issuance)",
+    responses=problems(401, 403, 404, 422),
+)
+async def pin_check(
+    holder_ref: HolderRef,
+    body: PinCheckRequest,
+    session: SessionDep,
+    state: StateDep,
+    _caller: IssuanceDep,
+) -> PinCheckResult:
+    """Issuance keeps only the masked ID number; the PIN rules forbid one taken from it."""
+    return await service.pin_check(session, state.data_keys, holder_ref, body.pin)
+
+
 @router.get(
     "/internal/v1/holders/{holder_ref}",
     response_model=HolderProfile,
@@ -40,7 +61,7 @@ async def import_holders(
     responses=problems(401, 403, 404),
 )
 async def holder_profile(
-    holder_ref: Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[a-z0-9]+$")],
+    holder_ref: HolderRef,
     session: SessionDep,
     state: StateDep,
     _caller: IssuanceDep,

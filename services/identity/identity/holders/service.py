@@ -25,7 +25,7 @@ from identity.holders.schemas import HolderImportResult, HolderRow, RowRejection
 from identity.timeutil import now as utcnow
 from shared.fieldcrypto import DataKeys, mask_card_number, mask_id_number, mask_name
 from shared.problems import ConflictError, format_loc
-from shared.wire import HolderProfile, HolderUpserted
+from shared.wire import HolderProfile, HolderUpserted, PinCheckResult
 
 HOLDER_UPSERTED = "holder.upserted"
 
@@ -255,3 +255,14 @@ async def holder_profile(session: AsyncSession, keys: DataKeys, holder_ref: str)
         card_region=card.region_code,
         card_status=card.status,
     )
+
+
+async def pin_check(
+    session: AsyncSession, keys: DataKeys, holder_ref: str, pin: str
+) -> PinCheckResult:
+    """Whether ``pin`` occurs in the holder's ID number (issuance only sees it masked). 404."""
+    holder = await repo.get_holder(session, holder_ref)
+    if holder is None:
+        raise HolderNotFoundError("No such holder.")
+    id_number = crypto.open_field(keys, holder_ref, "id_number", holder.id_number_enc)
+    return PinCheckResult(contained=pin in id_number)

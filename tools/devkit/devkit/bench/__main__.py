@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from devkit.bench import forwarding
+from devkit.bench import forwarding, issuance
 from devkit.bench import identity as identity_bench
 from devkit.bench.core import Row, render_table, rows_as_json
 from devkit.cluster import (
@@ -29,7 +29,11 @@ from devkit.cluster import (
 )
 
 Scenario = Callable[..., list[Row]]
-SCENARIOS: dict[str, Scenario] = {"forwarding": forwarding.run, "identity": identity_bench.run}
+SCENARIOS: dict[str, Scenario] = {
+    "forwarding": forwarding.run,
+    "issuance": issuance.run,
+    "identity": identity_bench.run,
+}
 
 
 def _pg_url() -> str | None:
@@ -75,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             # The identity scenario drives verifications from one client at full speed.
             "IDENTITY_VERIFICATION_RATE_PER_CLIENT": "1000000/minute",
             "IDENTITY_VERIFICATION_RATE_PER_ID_NUMBER": "1000000/minute",
+            "ISSUANCE_QR_RATE_LIMIT": "1000000/minute",
+            "ISSUANCE_LOG_REQUESTS": "false",
         },
     )
     rows: list[Row] = []

@@ -1,0 +1,1 @@
+"""ecards feature of the issuance service."""

@@ -1,0 +1,1 @@
+"""h5 feature of the issuance service."""

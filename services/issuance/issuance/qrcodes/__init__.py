@@ -1,0 +1,1 @@
+"""qrcodes feature of the issuance service."""

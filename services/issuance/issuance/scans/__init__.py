@@ -1,0 +1,1 @@
+"""scans feature of the issuance service."""

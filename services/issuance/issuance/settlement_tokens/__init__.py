@@ -1,0 +1,1 @@
+"""settlement tokens feature of the issuance service."""

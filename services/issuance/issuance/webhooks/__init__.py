@@ -1,0 +1,1 @@
+"""webhooks feature of the issuance service."""

@@ -1,0 +1,170 @@
+"""Issuance through the gateway: QR codes (token only, with PNG) and scans, CPU per operation.
+
+The e-card is written straight into issuance's database with the service's own data keys
+(the issue flow needs identity's verification, which is not what is measured here); access
+tokens are signed with the cluster's identity key (:mod:`devkit.bench.tokens`). Scans need a
+fresh code each: they are minted ahead with issuance's QR key and cycled through by a wrk
+Lua script, one code per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from devkit.bench.core import Row, cpu_meter, wrk
+from devkit.bench.tokens import access_token
+from devkit.cluster import Cluster
+from shared.fieldcrypto import load_data_keys
+from shared.tokens.claims import ClientKind
+from shared.tokens.keys import KeyStore
+from shared.tokens.qr import QrPurpose, issue_qr_token
+
+PARTNER = "bench-partner"
+
+
+async def seed_ecard_async(
+    cluster: Cluster, client_id: str, *, sign_level: int = 1
+) -> tuple[str, int]:
+    """Write one active e-card of ``client_id`` into issuance's database: (ecard_id, seq)."""
+    from issuance.models import Ecard  # devkit may know the service it seeds
+
+    keys = load_data_keys(cluster.var_dir / "keys" / "issuance" / "data.json", create=False)
+    ecard_id = "ec_" + secrets.token_urlsafe(18)
+
+    def enc(column: str, value: str) -> bytes:
+        return keys.cipher.encrypt(value, table="ecard", column=column, row=ecard_id)
+
+    now = datetime.now(UTC)
+    engine = create_async_engine(cluster.db_urls["issuance"])
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(Ecard).values(
+                    ecard_id=ecard_id,
+                    partner_client_id=client_id,
+                    holder_ref="h_" + secrets.token_hex(6),
+                    link_key=secrets.token_hex(12),
+                    pairwise_id=secrets.token_urlsafe(32),
+                    card_ref="c_" + secrets.token_hex(6),
+                    sign_no="370200" + str(secrets.randbelow(10**12)).zfill(12),
+                    sign_seq=1,
+                    sign_level=sign_level,
+                    status="active",
+                    app_suspended=False,
+                    card_state="active",
+                    region_code="370200",
+                    insured_region="370200",
+                    insurance_type="employee",
+                    gender="female",
+                    birth_date_enc=enc("birth_date", "1990-05-05"),
+                    name_masked_enc=enc("name_masked", "李*"),
+                    id_number_masked_enc=enc("id_number_masked", "3702**********0021"),
+                    pin_failures=0,
+                    qr_not_before=0,
+                    issued_at=now,
+                    valid_until=now + timedelta(days=365),
+                    updated_at=now,
+                )
+            )
+            seq = (
+                await conn.execute(
+                    text("SELECT seq FROM ecard WHERE ecard_id = :e"), {"e": ecard_id}
+                )
+            ).scalar_one()
+    finally:
+        await engine.dispose()
+    return ecard_id, int(seq)
+
+
+def seed_ecard(cluster: Cluster, client_id: str) -> tuple[str, int]:
+    return asyncio.run(seed_ecard_async(cluster, client_id))
+
+
+def _post_script(directory: Path, path: str, body: str, token: str) -> Path:
+    script = directory / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+    )
+    return script
+
+
+def _scan_script(directory: Path, codes: list[str], token: str) -> Path:
+    codes_file = directory / "codes.txt"
+    codes_file.write_text("\n".join(codes) + "\n")
+    script = directory / "scan.lua"
+    script.write_text(
+        "local codes = {}\n"
+        f'for line in io.lines("{codes_file}") do codes[#codes + 1] = line end\n'
+        "local i = 0\n"
+        "request = function()\n"
+        "  i = i + 1\n"
+        "  local code = codes[((i - 1) % #codes) + 1]\n"
+        '  local body = \'{"qr_token":"\' .. code .. \'","purpose":"identity"}\'\n'
+        '  return wrk.format("POST", "/v1/scans", {["Content-Type"] = "application/json",\n'
+        f'    ["Authorization"] = "Bearer {token}"}}, body)\n'
+        "end\n"
+    )
+    return script
+
+
+def _row(name: str, result: object, cpu_s: float, notes: str) -> Row:
+    requests = getattr(result, "requests", 0)
+    return Row(
+        "issuance",
+        name,
+        getattr(result, "rps", 0.0),
+        getattr(result, "p50_ms", None),
+        getattr(result, "p99_ms", None),
+        cpu_s / max(requests, 1) * 1e6,
+        notes=f"errors {getattr(result, 'errors', 0)}; {notes}",
+    )
+
+
+def run(cluster: Cluster, *, duration: int) -> list[Row]:
+    """QR token-only, QR with PNG and scans, all through the gateway (wrk -t1 -c32)."""
+    pids = [cluster.procs[p].popen.pid for p in ("gateway", "issuance")]
+    ecard_id, seq = seed_ecard(cluster, PARTNER)
+    partner = access_token(
+        cluster, client_id=PARTNER, kind=ClientKind.PARTNER_APP, scope="ecard:qr"
+    )
+    scanner = access_token(cluster, client_id="bench-hall", kind=ClientKind.SCANNER, scope="scan")
+    gateway = cluster.url("gateway")
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="essc-bench-issuance-") as tmp:
+        folder = Path(tmp)
+        script = _post_script(folder, "", '{"purpose":"identity"}', partner)
+        for fmt, name in (("none", "QR code, token only"), ("png", "QR code with PNG image")):
+            url = f"{gateway}/v1/ecards/{ecard_id}/qrcodes?format={fmt}"
+            wrk(url, duration=2, script=script)
+            with cpu_meter(pids) as cpu:
+                result = wrk(url, duration=duration, script=script)
+            rows.append(_row(name, result, cpu[0], "CPU summed gateway+issuance"))
+        ring = KeyStore(cluster.var_dir / "keys" / "issuance").load()
+        key = ring.signing_key("qr")
+        now = int(time.time())
+        codes = [
+            issue_qr_token(key, purpose=QrPurpose.IDENTITY, ecard_seq=seq, iat=now)[0]
+            for _ in range(2000 * (duration + 3))
+        ]
+        warm, main = codes[: 2000 * 2], codes[2000 * 2 :]
+        wrk(f"{gateway}/v1/scans", duration=2, script=_scan_script(folder, warm, scanner))
+        with cpu_meter(pids) as cpu:
+            result = wrk(
+                f"{gateway}/v1/scans", duration=duration, script=_scan_script(folder, main, scanner)
+            )
+        rows.append(
+            _row("scan (one fresh code per request)", result, cpu[0], "CPU gateway+issuance")
+        )
+    return rows
