@@ -31,6 +31,7 @@ ShortText = Annotated[CleanStr, Field(min_length=1, max_length=128)]
 """A required, bounded, clean string for names of things, codes and references."""
 
 
+@lru_cache(maxsize=8192)
 def is_known_region(code: str) -> bool:
     """True if ``code`` is a 6-digit GB/T 2260 administrative region python-stdnum knows."""
     if not _REGION.match(code):

@@ -236,6 +236,13 @@ class ClientInfo(WireModel):
     webhook_secret: str | None = None
 
 
+class DisabledClients(WireModel):
+    """``GET /internal/v1/clients/disabled`` (owner: identity; caller: the gateway, polling):
+    clients whose still-valid access tokens must be refused."""
+
+    client_ids: list[str]
+
+
 # --- issuance → partner apps: webhook events (public, documented in the gateway) -----------------
 
 

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import Any
 
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from identity.cards.router import router as cards_router
+from identity.clients.router import router as clients_router
 from identity.config import IdentitySettings
+from identity.docs import add_problem_schema
+from identity.events.router import router as events_router
+from identity.holders.router import router as holders_router
 from identity.oauth.router import router as oauth_router
-from shared.app import build_service_app
+from identity.state import build_state
+from identity.verifications.router import router as verifications_router
+from shared.app import Runtime, build_service_app
 
 KEY_PURPOSES = ("access", "identity-assertion")
 
@@ -15,10 +25,24 @@ DESCRIPTION = (
     "verification, the signing keys and JWKS."
 )
 
+TAGS = [
+    {"name": "auth", "description": "OAuth 2.0 client credentials and server metadata."},
+    {"name": "verification", "description": "Real-name verification (partner apps)."},
+    {"name": "operations", "description": "Clients, holders and cards (`ops` scope)."},
+    {"name": "internal", "description": "Service-to-service; never routed by the gateway."},
+]
+
 
 def create_app(settings: IdentitySettings) -> FastAPI:
     """Build the identity app; nothing is opened until its lifespan starts."""
-    return build_service_app(
+    app: FastAPI | None = None
+
+    async def startup(runtime: Runtime) -> None:
+        assert app is not None
+        app.state.identity = await build_state(settings, runtime)
+        runtime.readiness["rate_limits"] = app.state.identity.limiter.ping
+
+    app = build_service_app(
         settings=settings,
         service="identity",
         title="e-SSC identity service",
@@ -26,8 +50,33 @@ def create_app(settings: IdentitySettings) -> FastAPI:
         key_purposes=KEY_PURPOSES,
         public_key_purposes=KEY_PURPOSES,
         peers=("issuance", "settlement"),
-        routers=[oauth_router],
+        routers=[
+            oauth_router,
+            verifications_router,
+            clients_router,
+            holders_router,
+            cards_router,
+            events_router,
+        ],
+        on_startup=[startup],
+        openapi_tags=TAGS,
     )
+    built = app
+
+    def openapi() -> dict[str, Any]:
+        if built.openapi_schema is None:
+            schema = get_openapi(
+                title=built.title,
+                version=built.version,
+                description=built.description,
+                routes=built.routes,
+                tags=built.openapi_tags,
+            )
+            built.openapi_schema = add_problem_schema(schema)
+        return built.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
 
 
 def app_from_env() -> FastAPI:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from devkit.bench import forwarding, issuance, settlement
+from devkit.bench import identity as identity_bench
 from devkit.bench.core import Row, render_table, rows_as_json
 from devkit.cluster import (
     Cluster,
@@ -31,6 +32,7 @@ Scenario = Callable[..., list[Row]]
 SCENARIOS: dict[str, Scenario] = {
     "forwarding": forwarding.run,
     "issuance": issuance.run,
+    "identity": identity_bench.run,
     "settle-direct": settlement.run_direct,
     "journey": settlement.run_journey,
 }
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         extra_env={
             "GATEWAY_RATE_LIMIT_CLIENT": "1000000/second",
             "GATEWAY_RATE_LIMIT_PUBLIC": "1000000/second",
+            # The identity scenario drives verifications from one client at full speed.
+            "IDENTITY_VERIFICATION_RATE_PER_CLIENT": "1000000/minute",
+            "IDENTITY_VERIFICATION_RATE_PER_ID_NUMBER": "1000000/minute",
             "ISSUANCE_QR_RATE_LIMIT": "1000000/minute",
             "ISSUANCE_LOG_REQUESTS": "false",
         },

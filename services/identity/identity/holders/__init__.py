@@ -1,0 +1,1 @@
+"""holders feature."""
