@@ -279,6 +279,17 @@ async def _journeys(
         return tally, elapsed, [cpu_seconds([pid]) - b for pid, b in zip(pids, before, strict=True)]
 
 
+def _quiet(pids: list[int], *, limit: float = 0.05, timeout: float = 180.0) -> None:
+    """Wait until the processes idle (< ``limit`` of a core each over a second): e.g. the feed
+    consumers catching up on the holders an earlier scenario loaded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = [cpu_seconds([p]) for p in pids]
+        time.sleep(1.0)
+        if all(cpu_seconds([p]) - b < limit for p, b in zip(pids, before, strict=True)):
+            return
+
+
 def run_journey(cluster: Cluster, *, duration: int) -> list[Row]:
     """Scan + quote + settle through the gateway, 16 hospitals at once, real processes.
 
@@ -346,6 +357,7 @@ def run_journey(cluster: Cluster, *, duration: int) -> list[Row]:
         ]  # fmt: skip
 
     gateway = cluster.url("gateway")
+    _quiet(pids)
     asyncio.run(_journeys(gateway, hospitals, mint(3), pids))  # warm-up
     tally, elapsed, cpus = asyncio.run(_journeys(gateway, hospitals, mint(per_hospital), pids))
     done = len(tally.latencies)
