@@ -52,10 +52,10 @@ def _lite_param(value: Any) -> Any:
     return value
 
 
-def _wrap(stmt: Statement, args: tuple[Any, ...], exc: Exception) -> Exception:
+def _wrap(sql: str, exc: Exception) -> Exception:
     if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError):
-        return OperationalError(stmt.pg, None, exc, connection_invalidated=True)
-    return DBAPIError(stmt.pg, None, exc)
+        return OperationalError(sql, None, exc, connection_invalidated=True)
+    return DBAPIError(sql, None, exc)
 
 
 async def fetchrow(session: AsyncSession, stmt: Statement, *args: Any) -> Mapping[str, Any] | None:
@@ -65,7 +65,7 @@ async def fetchrow(session: AsyncSession, stmt: Statement, *args: Any) -> Mappin
         try:
             row: Mapping[str, Any] | None = await conn.fetchrow(stmt.pg, *args)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise _wrap(stmt, args, exc) from exc
+            raise _wrap(stmt.pg, exc) from exc
         return row
     params = {f"p{i}": _lite_param(a) for i, a in enumerate(args, 1)}
     first = (await session.execute(stmt.lite, params)).first()
@@ -73,13 +73,21 @@ async def fetchrow(session: AsyncSession, stmt: Statement, *args: Any) -> Mappin
 
 
 async def fetchrow_pg(conn: Any, sql: str, *args: Any) -> Mapping[str, Any]:
-    """A PostgreSQL-only statement (data-modifying CTEs) on the driver connection."""
+    """A PostgreSQL-only statement (data-modifying CTEs) on the driver connection: its row."""
     try:
         row: Mapping[str, Any] | None = await conn.fetchrow(sql, *args)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        raise _wrap(Statement(sql, ""), args, exc) from exc
+        raise _wrap(sql, exc) from exc
     assert row is not None
     return row
+
+
+async def execute_pg(conn: Any, sql: str, *args: Any) -> None:
+    """A PostgreSQL-only statement on the driver connection, for its effect."""
+    try:
+        await conn.execute(sql, *args)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise _wrap(sql, exc) from exc
 
 
 async def execute(session: AsyncSession, stmt: Statement, *args: Any) -> None:
@@ -89,7 +97,7 @@ async def execute(session: AsyncSession, stmt: Statement, *args: Any) -> None:
         try:
             await conn.execute(stmt.pg, *args)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise _wrap(stmt, args, exc) from exc
+            raise _wrap(stmt.pg, exc) from exc
         return
     params = {f"p{i}": _lite_param(a) for i, a in enumerate(args, 1)}
     await session.execute(stmt.lite, params)

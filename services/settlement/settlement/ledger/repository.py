@@ -66,7 +66,6 @@ _WITHDRAW = Statement(
 _DEPOSIT = Statement(
     "UPDATE account SET balance_fen = balance_fen + $2 WHERE id = $1 RETURNING balance_fen"
 )
-_BALANCE = text("SELECT balance_fen FROM account WHERE id = :id")
 
 # Accounts, the transaction and its legs in one round trip (PostgreSQL). The foreign keys of
 # the legs are checked at the end of the statement, when the sibling inserts are visible.
@@ -116,7 +115,8 @@ async def post_pg(
 ) -> None:
     """Create missing accounts, the transaction and its legs in one statement (PostgreSQL)."""
     conn = await driver_connection(session)
-    await conn.execute(
+    await rawsql.execute_pg(
+        conn,
         _POST_PG,
         tx_id,
         kind,
@@ -130,11 +130,6 @@ async def post_pg(
         [acc for acc, _ in legs],
         [amount for _, amount in legs],
     )
-
-
-async def balance(session: AsyncSession, account_id: str) -> int | None:
-    row = (await session.execute(_BALANCE, {"id": account_id})).first()
-    return None if row is None or row[0] is None else int(row[0])
 
 
 CHECKS: dict[str, str] = {

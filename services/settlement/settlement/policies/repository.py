@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from settlement.models import Policy
@@ -72,7 +72,3 @@ async def insert_version(
         .returning(T.c.id)
     )
     return (await session.execute(stmt)).first() is not None
-
-
-async def count(session: AsyncSession) -> int:
-    return int((await session.execute(select(func.count()).select_from(T))).scalar_one())

@@ -41,7 +41,6 @@ _INSERT = Statement(
     f"INSERT INTO quote ({', '.join(COLUMNS)}) "  # noqa: S608 (column names are constants)
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 1))})"
 )
-_GET = Statement(f"SELECT {', '.join(COLUMNS)} FROM quote WHERE id = $1")  # noqa: S608
 # What a settlement reads first: the quote and the risk rules' context, in one round trip.
 _GET_WITH_RISK = Statement(
     f"SELECT {', '.join('q.' + c for c in COLUMNS)}, "  # noqa: S608 (constants)
@@ -98,11 +97,6 @@ async def insert(session: AsyncSession, values: Mapping[str, Any]) -> None:
     args = [values[c] for c in COLUMNS]
     args[COLUMNS.index("body")] = rawsql.jsontext(values["body"])
     await rawsql.execute(session, _INSERT, *args)
-
-
-async def get(session: AsyncSession, quote_id: str) -> dict[str, Any] | None:
-    """The quote as a dict (timestamps aware, ``body`` parsed), or None."""
-    return _quote(await rawsql.fetchrow(session, _GET, quote_id))
 
 
 async def get_with_risk(
