@@ -149,7 +149,7 @@ def run_direct(cluster: Cluster, *, duration: int) -> list[Row]:
             "SETTLEMENT_GATEWAY_URL": stub_url + "/gw",
             "SETTLEMENT_ISSUANCE_URL": stub_url + "/iss",
             "SETTLEMENT_IDENTITY_URL": stub_url + "/idn",
-            "SETTLEMENT_LOG_REQUESTS": "false",
+            "SETTLEMENT_LOG_REQUESTS": "true",  # as the cluster runs (one JSON line a request)
             "SETTLEMENT_EVENT_POLL_SECONDS": "1",
             "SETTLEMENT_RISK_HOLD_SCORE": "1000000",
             # Each bench holder settles hundreds of times a day: not what the flags are for.
@@ -307,9 +307,14 @@ def run_journey(cluster: Cluster, *, duration: int) -> list[Row]:
     parts = ("gateway", "identity", "issuance", "settlement")
     pids = [cluster.procs[p].popen.pid for p in parts]
 
+    per_hospital = max(8, duration * 4)
+    # Each holder settles at most 5 times: a holder settling dozens of times a day is what
+    # the daily-velocity rule flags, and every flag is an alert written (not the journey).
+    cards_each = -(-per_hospital // 5)
+
     async def setup() -> list[tuple[str, int, str]]:
         cards = []
-        for _ in range(HOSPITALS):
+        for _ in range(HOSPITALS * cards_each):
             ecard_id, seq = await seed_ecard_async(cluster, "bench-partner", sign_level=2)
             cards.append((ecard_id, seq))
         from sqlalchemy import text
@@ -346,15 +351,22 @@ def run_journey(cluster: Cluster, *, duration: int) -> list[Row]:
         for i in range(HOSPITALS)
     ]
     key = KeyStore(cluster.var_dir / "keys" / "issuance").load().signing_key("qr")
-    per_hospital = max(8, duration * 4)
 
     def mint(count: int) -> list[list[str]]:
+        """``count`` payment codes per hospital, cycling through the hospital's own e-cards."""
         now = int(time.time())
-        return [
-            [issue_qr_token(key, purpose=QrPurpose.PAYMENT, ecard_seq=seq, iat=now)[0]
-             for _ in range(count)]
-            for _, seq, _ in cards
-        ]  # fmt: skip
+        out = []
+        for h in range(HOSPITALS):
+            mine = cards[h * cards_each : (h + 1) * cards_each]
+            out.append(
+                [
+                    issue_qr_token(
+                        key, purpose=QrPurpose.PAYMENT, ecard_seq=mine[n % len(mine)][1], iat=now
+                    )[0]
+                    for n in range(count)
+                ]
+            )
+        return out
 
     gateway = cluster.url("gateway")
     _quiet(pids)
