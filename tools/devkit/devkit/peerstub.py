@@ -277,6 +277,13 @@ class PeerStub:
             return JSONResponse({"token": token})
         if what == "tokens":
             return JSONResponse({"settlement_token": self.issue_token(**body)})
+        if what == "ecards":
+            ecard = self.add_ecard(
+                body["holder_ref"],
+                body.get("partner_client_id", "partner-1"),
+                body["insured_region"],
+            )
+            return JSONResponse({"ecard_id": ecard})
         if what == "events":
             return JSONResponse({"seq": self.add_event(body["type"], body["payload"])})
         return _problem(404, "not-found", "unknown control")

@@ -132,6 +132,19 @@ async def post_pg(
     )
 
 
+# Each ledger transaction's legs summed by the kind of account they touch.
+_LEGS = """
+WITH legs AS (
+  SELECT e.tx_id AS tx_id,
+    sum(CASE WHEN a.kind = 'receivable' THEN e.amount_fen ELSE 0 END) AS receivable,
+    sum(CASE WHEN a.kind = 'personal' THEN e.amount_fen ELSE 0 END) AS personal,
+    sum(CASE WHEN a.kind = 'cash' THEN e.amount_fen ELSE 0 END) AS cash,
+    sum(CASE WHEN a.kind IN ('fund', 'interregion') THEN e.amount_fen ELSE 0 END) AS fund
+  FROM ledger_entry e JOIN account a ON a.id = e.account_id
+  GROUP BY e.tx_id
+)
+"""
+
 CHECKS: dict[str, str] = {
     "transactions": "SELECT count(*) FROM ledger_tx",
     "entries": "SELECT count(*) FROM ledger_entry",
@@ -151,16 +164,8 @@ CHECKS: dict[str, str] = {
         WHERE a.balance_fen IS NOT NULL AND a.balance_fen <>
           (SELECT coalesce(sum(e.amount_fen), 0) FROM ledger_entry e WHERE e.account_id = a.id)
     """,
-    "unmatched_settlements": """
-        WITH legs AS (
-  SELECT e.tx_id AS tx_id,
-    sum(CASE WHEN a.kind = 'receivable' THEN e.amount_fen ELSE 0 END) AS receivable,
-    sum(CASE WHEN a.kind = 'personal' THEN e.amount_fen ELSE 0 END) AS personal,
-    sum(CASE WHEN a.kind = 'cash' THEN e.amount_fen ELSE 0 END) AS cash,
-    sum(CASE WHEN a.kind IN ('fund', 'interregion') THEN e.amount_fen ELSE 0 END) AS fund
-  FROM ledger_entry e JOIN account a ON a.id = e.account_id
-  GROUP BY e.tx_id
-        )
+    "unmatched_settlements": _LEGS  # noqa: S608 (constant SQL)
+    + """
         SELECT count(*) FROM settlement s
         LEFT JOIN ledger_tx t ON t.kind = 'settlement' AND t.ref = s.id
         LEFT JOIN legs l ON l.tx_id = t.id
@@ -168,16 +173,8 @@ CHECKS: dict[str, str] = {
            OR -l.personal <> s.account_pay_fen OR -l.cash <> s.cash_pay_fen
            OR -l.fund <> s.fund_pay_fen
     """,
-    "unmatched_refunds": """
-        WITH legs AS (
-  SELECT e.tx_id AS tx_id,
-    sum(CASE WHEN a.kind = 'receivable' THEN e.amount_fen ELSE 0 END) AS receivable,
-    sum(CASE WHEN a.kind = 'personal' THEN e.amount_fen ELSE 0 END) AS personal,
-    sum(CASE WHEN a.kind = 'cash' THEN e.amount_fen ELSE 0 END) AS cash,
-    sum(CASE WHEN a.kind IN ('fund', 'interregion') THEN e.amount_fen ELSE 0 END) AS fund
-  FROM ledger_entry e JOIN account a ON a.id = e.account_id
-  GROUP BY e.tx_id
-        )
+    "unmatched_refunds": _LEGS  # noqa: S608 (constant SQL)
+    + """
         SELECT count(*) FROM refund r
         JOIN settlement s ON s.id = r.settlement_id
         LEFT JOIN ledger_tx t ON t.kind = 'refund' AND t.ref = r.id

@@ -45,6 +45,27 @@ async def _post(
         return resp.status, await resp.json(content_type=None)
 
 
+async def _quote_and_settle(
+    http: aiohttp.ClientSession, base: str, headers: dict[str, str], token: str, key: str
+) -> bool:
+    """Quote the bench bill with a settlement token and settle it; True if both were 201."""
+    status, quote = await _post(
+        http,
+        base + "/v1/settlements/quotes",
+        {"settlement_token": token, "visit": {"type": "outpatient"}, "items": BILL},
+        headers,
+    )
+    if status != 201:
+        return False
+    status, _ = await _post(
+        http,
+        base + "/v1/settlements",
+        {"quote_id": quote["quote_id"]},
+        {**headers, "Idempotency-Key": key},
+    )
+    return status == 201
+
+
 async def _baseline(settle: str, stub: str, duration: float) -> tuple[int, float]:
     """Authenticated ``GET /v1/whoami`` from 16 clients: the framework's floor per request."""
     async with aiohttp.ClientSession() as http:
@@ -97,24 +118,9 @@ async def _direct(settle: str, stub: str, duration: float, warmup: float) -> tup
                     "holder_ref": holders[i], "hospital_client_id": client_id,
                     "insured_region": "310000"})  # fmt: skip
                 started = time.perf_counter()
-                status, quote = await _post(
-                    http,
-                    settle + "/v1/settlements/quotes",
-                    {"settlement_token": st["settlement_token"], "visit": {"type": "outpatient"},
-                     "items": BILL},
-                    headers,
-                )  # fmt: skip
-                if status != 201:
-                    tally.errors += 1
-                    continue
                 n += 1
-                status, _ = await _post(
-                    http,
-                    settle + "/v1/settlements",
-                    {"quote_id": quote["quote_id"]},
-                    {**headers, "Idempotency-Key": f"{client_id}-{n}-{time.time_ns()}"},
-                )
-                if status != 201:
+                key = f"{client_id}-{n}-{time.time_ns()}"
+                if not await _quote_and_settle(http, settle, headers, st["settlement_token"], key):
                     tally.errors += 1
                 elif measuring[0]:
                     tally.latencies.append(time.perf_counter() - started)
@@ -248,26 +254,10 @@ async def _journeys(
                     {"qr_token": code, "purpose": "settlement"},
                     headers,
                 )
-                if status != 201:
-                    tally.errors += 1
-                    continue
-                status, quote = await _post(
-                    http,
-                    gateway + "/v1/settlements/quotes",
-                    {"settlement_token": scan["settlement_token"], "visit": {"type": "outpatient"},
-                     "items": BILL},
-                    headers,
-                )  # fmt: skip
-                if status != 201:
-                    tally.errors += 1
-                    continue
-                status, _ = await _post(
-                    http,
-                    gateway + "/v1/settlements",
-                    {"quote_id": quote["quote_id"]},
-                    {**headers, "Idempotency-Key": f"j{i}-{n}-{time.time_ns()}"},
-                )
-                if status != 201:
+                key = f"j{i}-{n}-{time.time_ns()}"
+                if status != 201 or not await _quote_and_settle(
+                    http, gateway, headers, scan["settlement_token"], key
+                ):
                     tally.errors += 1
                     continue
                 tally.latencies.append(time.perf_counter() - started)
