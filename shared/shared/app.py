@@ -40,6 +40,7 @@ from shared.http import ServiceClient, new_session
 from shared.keyrotation import rotation_router
 from shared.logs import configure_logging
 from shared.metrics import Metrics
+from shared.openapi import finalize_openapi
 from shared.problems import install_problem_handlers, problem_response
 from shared.settings import Environment, ServiceSettings
 from shared.tokens.codec import AsyncKeySource
@@ -421,6 +422,19 @@ def build_service_app(
         app.include_router(testing_router())
     for router in routers:
         app.include_router(router)
+    install_openapi(app)
     # Before the lifespan opens the peer session: its calls then carry the trace context.
     instrument_aiohttp(service)  # no-op unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     return app
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Serve FastAPI's document with every problem answer documented (``shared.openapi``)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = finalize_openapi(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -274,10 +274,22 @@ async def _handle_validation(request: Request, exc: Exception) -> Response:
     )
 
 
+# FastAPI's answer to a body it cannot decode at all (e.g. bytes that are not UTF-8); a body
+# that is not JSON is already a 422 ``json_invalid``, and so is this one here.
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 async def _handle_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) else None
+    if status == 400 and detail == _UNPARSABLE_BODY:
+        return problem_response(
+            422,
+            detail="Invalid or missing fields: body.",
+            instance=_instance(request),
+            errors=[{"field": "body", "message": "Body is not valid JSON (UTF-8)."}],
+        )
     if status == 404 and detail in (None, "Not Found"):
         detail = "No such resource."
     if status == 405 and detail in (None, "Method Not Allowed"):

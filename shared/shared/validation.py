@@ -11,9 +11,13 @@ import re
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+CLEAN_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+"""The same rule as a JSON Schema pattern, for the documents (a field's own pattern wins)."""
 _REGION = re.compile(r"^\d{6}$")
 
 
@@ -24,7 +28,20 @@ def no_control_chars(value: str) -> str:
     return value
 
 
-CleanStr = Annotated[str, AfterValidator(no_control_chars)]
+class _DocumentClean:
+    """Say in the JSON Schema what :func:`no_control_chars` enforces."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        if schema.get("type") == "string":
+            schema.setdefault("pattern", CLEAN_PATTERN)
+        return schema
+
+
+CleanStr = Annotated[str, AfterValidator(no_control_chars), _DocumentClean]
 """A string without NUL or control characters; bound it with ``Field(max_length=...)``."""
 
 ShortText = Annotated[CleanStr, Field(min_length=1, max_length=128)]

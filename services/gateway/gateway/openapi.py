@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.routes import ROUTES, Route
+from shared.openapi import PROBLEM_REF, finalize_openapi, problem_content, problem_schemas
 
 SCOPES = {
     "ecard:issue": "Partner apps: verify holders and issue e-cards.",
@@ -29,30 +30,6 @@ SCOPES = {
     "ops": "Platform operators.",
 }
 
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "title": "Problem",
-    "description": "RFC 9457 problem details.",
-    "required": ["type", "title", "status", "detail", "instance", "request_id"],
-    "properties": {
-        "type": {"type": "string", "format": "uri"},
-        "title": {"type": "string"},
-        "status": {"type": "integer", "minimum": 400, "maximum": 599},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-        "request_id": {"type": ["string", "null"]},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["field", "message"],
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-            },
-        },
-    },
-    "additionalProperties": True,
-}
-
 _GATEWAY_ANSWERS = {
     "401": "Missing, invalid or expired access token.",
     "403": "The client's kind or scopes do not allow this operation.",
@@ -64,13 +41,8 @@ _GATEWAY_ANSWERS = {
 _PUBLIC_ANSWERS = {k: v for k, v in _GATEWAY_ANSWERS.items() if k not in ("401", "403")}
 
 
-def _problem_response(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {
-            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-        },
-    }
+def _problem_response(status: int, description: str) -> dict[str, Any]:
+    return {"description": description, "content": problem_content(status, description)}
 
 
 def _rewrite_refs(node: Any, renames: Mapping[str, str]) -> Any:
@@ -97,13 +69,23 @@ def _placeholder(route: Route) -> dict[str, Any]:
         "summary": f"{route.method} {route.template}",
         "description": f"Served by the {route.upstream} service (its description is "
         "unavailable right now).",
-        "responses": {"default": _problem_response("Error")},
+        "responses": {
+            "default": {
+                "description": "Error",
+                "content": {"application/problem+json": {"schema": {"$ref": PROBLEM_REF}}},
+            }
+        },
     }
 
 
 def merge(docs: Mapping[str, Mapping[str, Any] | None], *, public_issuer: str) -> dict[str, Any]:
-    """The public document from each upstream's OpenAPI (``None`` for one that is down)."""
-    schemas: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
+    """The public document from each upstream's OpenAPI (``None`` for one that is down).
+
+    Each document is finalized first (``shared.openapi``: problem answers documented),
+    so the problem schemas of every part are the same and merge into one.
+    """
+    docs = {name: finalize_openapi(dict(doc)) if doc else None for name, doc in docs.items()}
+    schemas: dict[str, Any] = problem_schemas()
     renames: dict[str, dict[str, str]] = {}
     for service, doc in docs.items():
         mapping: dict[str, str] = {}
@@ -127,7 +109,7 @@ def merge(docs: Mapping[str, Mapping[str, Any] | None], *, public_issuer: str) -
         responses = operation.setdefault("responses", {})
         answers = _PUBLIC_ANSWERS if route.public else _GATEWAY_ANSWERS
         for status, description in answers.items():
-            responses.setdefault(status, _problem_response(description))
+            responses.setdefault(status, _problem_response(int(status), description))
         if route.public:
             operation["security"] = []
         else:

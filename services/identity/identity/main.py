@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 from identity.cards.router import router as cards_router
 from identity.clients.router import router as clients_router
 from identity.config import IdentitySettings
-from identity.docs import add_problem_schema
 from identity.events.router import router as events_router
 from identity.holders.router import router as holders_router
 from identity.oauth.router import router as oauth_router
@@ -61,21 +57,6 @@ def create_app(settings: IdentitySettings) -> FastAPI:
         on_startup=[startup],
         openapi_tags=TAGS,
     )
-    built = app
-
-    def openapi() -> dict[str, Any]:
-        if built.openapi_schema is None:
-            schema = get_openapi(
-                title=built.title,
-                version=built.version,
-                description=built.description,
-                routes=built.routes,
-                tags=built.openapi_tags,
-            )
-            built.openapi_schema = add_problem_schema(schema)
-        return built.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -25,7 +25,8 @@ ALL_SCOPES = sorted(set().union(*KIND_SCOPES.values()))
 
 RegisteredKind = Literal["partner_app", "hospital", "scanner", "ops", "face_provider"]
 Scope = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z:]+$")]
-Url = Annotated[CleanStr, Field(min_length=8, max_length=512, pattern=r"^https?://\S+$")]
+# Printable ASCII only (an IDN host is written in punycode): no spaces, NUL or control characters.
+Url = Annotated[str, Field(min_length=8, max_length=512, pattern=r"^https?://[\x21-\x7e]+$")]
 
 
 class ClientCreate(RequestModel):

@@ -15,6 +15,7 @@ from identity.clients.schemas import ALL_SCOPES
 from identity.deps import SessionDep, StateDep
 from identity.oauth import service
 from identity.oauth.schemas import TOKEN_ERRORS, TOKEN_REQUEST_BODY, TokenResponse
+from shared.openapi import OWN_ERRORS, PUBLIC
 
 router = APIRouter(tags=["auth"])
 
@@ -25,7 +26,7 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
     "/oauth/token",
     response_model=TokenResponse,
     summary="Client credentials: an access token (ES256 at+jwt, ≤ 10 min)",
-    openapi_extra={"requestBody": TOKEN_REQUEST_BODY},
+    openapi_extra={"requestBody": TOKEN_REQUEST_BODY, **OWN_ERRORS},
     responses=TOKEN_ERRORS,
 )
 async def token(request: Request, session: SessionDep, state: StateDep) -> Response:
@@ -48,7 +49,11 @@ async def token(request: Request, session: SessionDep, state: StateDep) -> Respo
     return JSONResponse(answer.model_dump(), headers=_NO_STORE)
 
 
-@router.get("/.well-known/oauth-authorization-server", summary="Authorization server metadata")
+@router.get(
+    "/.well-known/oauth-authorization-server",
+    summary="Authorization server metadata",
+    openapi_extra=PUBLIC,
+)
 async def metadata(request: Request) -> dict[str, Any]:
     """Issuer, token endpoint, JWKS and the supported client authentication methods."""
     issuer: str = request.app.state.settings.public_issuer
