@@ -11,6 +11,7 @@ import re
 from functools import lru_cache
 from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
@@ -84,6 +85,17 @@ RegionCode = Annotated[
     AfterValidator(check_region),
 ]
 """A GB/T 2260 region code such as ``310000`` (Shanghai) or ``370200`` (Qingdao)."""
+
+
+ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+IdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+"""An opaque id in a path (``ec_…``, ``s_…``, ``al_…``): 1–64 URL-safe characters.
+
+Anything else (a 10 KB id, a NUL, a slash-encoded fragment) is a 422 naming the
+parameter before it reaches a query; a well-formed id that does not exist is the
+service's own 404.
+"""
 
 
 class RequestModel(BaseModel):

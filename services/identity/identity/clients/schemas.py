@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.tokens.claims import ClientKind
-from shared.validation import CleanStr, RegionCode, RequestModel, ShortText
+from shared.validation import RegionCode, RequestModel, ShortText
 
 KIND_SCOPES: dict[ClientKind, frozenset[str]] = {
     ClientKind.PARTNER_APP: frozenset(

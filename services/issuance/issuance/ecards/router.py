@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response, status
 from issuance.deps import ContextDep, IssuePrincipal, ManagePrincipal, SessionDep
 from issuance.ecards import service
 from issuance.ecards.schemas import EcardCreate, EcardRead, PaymentEnable, PinUpdate
+from shared.validation import IdPath
 
 router = APIRouter(prefix="/v1/ecards", tags=["E-cards"])
 
@@ -43,7 +44,7 @@ async def issue_ecard(
 
 @router.get("/{ecard_id}", response_model=EcardRead, responses=_NOT_FOUND)
 async def get_ecard(
-    ecard_id: str, session: SessionDep, ctx: ContextDep, principal: ManagePrincipal
+    ecard_id: IdPath, session: SessionDep, ctx: ContextDep, principal: ManagePrincipal
 ) -> EcardRead:
     ecard = await service.get_owned(session, ecard_id, principal.client_id)
     return service.to_read(ctx, ecard)
@@ -55,7 +56,11 @@ async def get_ecard(
     responses={**_NOT_FOUND, 422: {"description": "PIN breaks a rule or old PIN wrong."}},
 )
 async def set_pin(
-    ecard_id: str, body: PinUpdate, session: SessionDep, ctx: ContextDep, principal: ManagePrincipal
+    ecard_id: IdPath,
+    body: PinUpdate,
+    session: SessionDep,
+    ctx: ContextDep,
+    principal: ManagePrincipal,
 ) -> Response:
     """Six digits; not a run, not one repeated digit, not contained in the ID number."""
     ecard = await service.get_owned(session, ecard_id, principal.client_id)
@@ -69,7 +74,7 @@ async def set_pin(
     responses={**_NOT_FOUND, 423: {"description": "Locked after five wrong PINs."}},
 )
 async def enable_payment(
-    ecard_id: str,
+    ecard_id: IdPath,
     body: PaymentEnable,
     session: SessionDep,
     ctx: ContextDep,
@@ -83,7 +88,7 @@ async def enable_payment(
 
 @router.post("/{ecard_id}/suspend", response_model=EcardRead, responses=_NOT_FOUND)
 async def suspend(
-    ecard_id: str, session: SessionDep, ctx: ContextDep, principal: ManagePrincipal
+    ecard_id: IdPath, session: SessionDep, ctx: ContextDep, principal: ManagePrincipal
 ) -> EcardRead:
     """Suspend the e-card in this app (the holder lost the phone)."""
     ecard = await service.get_owned(session, ecard_id, principal.client_id, for_update=True)
@@ -94,7 +99,7 @@ async def suspend(
 
 @router.post("/{ecard_id}/resume", response_model=EcardRead, responses=_NOT_FOUND)
 async def resume(
-    ecard_id: str, session: SessionDep, ctx: ContextDep, principal: ManagePrincipal
+    ecard_id: IdPath, session: SessionDep, ctx: ContextDep, principal: ManagePrincipal
 ) -> EcardRead:
     """Lift this app's suspension (a suspension of the physical card stays)."""
     ecard = await service.get_owned(session, ecard_id, principal.client_id, for_update=True)
@@ -104,7 +109,7 @@ async def resume(
 
 
 @router.delete("/{ecard_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
-async def unlink(ecard_id: str, session: SessionDep, principal: ManagePrincipal) -> Response:
+async def unlink(ecard_id: IdPath, session: SessionDep, principal: ManagePrincipal) -> Response:
     """Unlink: this app's credential and QR codes stop working; other apps are unaffected."""
     ecard = await service.get_owned(session, ecard_id, principal.client_id, for_update=True)
     await service.unlink(session, ecard)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from shared.validation import region_name
 from shared.wire import EcardStatus, HolderAccountSummary
 
 logger = logging.getLogger("issuance.h5")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")  # token_urlsafe(32); anything else is no link
 
 PAGE_PATH = "/h5/ecard/"
 
@@ -54,7 +56,7 @@ async def create(session: AsyncSession, ctx: IssuanceContext, ecard: Ecard) -> t
 
 async def ecard_for(session: AsyncSession, token: str) -> Ecard:
     """The e-card behind a live link; SessionExpiredError (410) otherwise."""
-    if not 20 <= len(token) <= 64:
+    if not _TOKEN.match(token):
         raise SessionExpiredError("This link is not valid.")
     ecard = await repository.ecard_for(session, _hash(token), utcnow())
     if ecard is None:

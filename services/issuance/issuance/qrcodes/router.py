@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 from issuance.deps import ContextDep, QrPrincipal
 from issuance.qrcodes import render, service
 from issuance.qrcodes.schemas import QrCreate, QrFormat, QrRead
+from shared.validation import IdPath
 
 router = APIRouter(prefix="/v1/ecards", tags=["QR codes"])
 
@@ -28,7 +29,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     responses=_ERRORS,
 )
 async def create_qrcode(
-    ecard_id: str,
+    ecard_id: IdPath,
     body: QrCreate,
     ctx: ContextDep,
     principal: QrPrincipal,
@@ -44,7 +45,7 @@ async def create_qrcode(
     responses={200: {"content": {"image/png": {}}}, **_ERRORS},
 )
 async def qrcode_png(
-    ecard_id: str,
+    ecard_id: IdPath,
     ctx: ContextDep,
     principal: QrPrincipal,
     purpose: Literal["identity"] = Query(default="identity"),

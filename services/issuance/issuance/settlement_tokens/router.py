@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 
 from issuance.deps import ContextDep, SessionDep, SettlementService
 from issuance.settlement_tokens import service
+from shared.validation import IdPath
 from shared.wire import EcardRef, SettlementTokenInfo, SettlementTokenRedeem, SettlementTokenResolve
 
 router = APIRouter(prefix="/internal/v1", include_in_schema=False)
@@ -29,9 +30,9 @@ async def redeem(
 
 @router.get("/ecards/{ecard_id}", response_model=EcardRef)
 async def ecard_ref(
-    ecard_id: str,
+    ecard_id: IdPath,
     session: SessionDep,
     _: SettlementService,
-    client_id: str = Query(min_length=1, max_length=128),
+    client_id: str = Query(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$"),
 ) -> EcardRef:
     return await service.ecard_ref(session, ecard_id, client_id)

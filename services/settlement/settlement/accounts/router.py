@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
 from settlement import idempotent, peers
@@ -12,14 +12,15 @@ from settlement.accounts import service
 from settlement.accounts.schemas import AccountRead, HolderSettlementPage, TopUpCreate, TopUpRead
 from settlement.db import SessionDep
 from settlement.deps import IssuanceCaller, Operator, PartnerEnquiry, PartsDep, RuntimeDep
+from shared.validation import IdPath
 from shared.wire import HolderAccountSummary
 
 router = APIRouter(tags=["holder self-service"])
 internal = APIRouter(include_in_schema=False)
 admin = APIRouter(tags=["operations"])
 
-EcardId = Annotated[str, Path(max_length=64)]
-HolderRef = Annotated[str, Path(max_length=64)]
+EcardId = IdPath
+HolderRef = IdPath
 
 
 @router.get("/v1/ecards/{ecard_id}/account", response_model=AccountRead)

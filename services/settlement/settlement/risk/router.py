@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from settlement.db import SessionDep
 from settlement.deps import Operator, PartsDep
 from settlement.risk import service
 from settlement.risk.schemas import AlertPage, AlertRead, AlertResolve
+from shared.validation import IdPath
 
 router = APIRouter(tags=["operations"])
 
@@ -28,7 +29,7 @@ async def list_alerts(
 
 @router.post("/v1/admin/risk/alerts/{alert_id}/resolve", response_model=AlertRead)
 async def resolve_alert(
-    alert_id: Annotated[str, Path(max_length=40)],
+    alert_id: IdPath,
     body: AlertResolve,
     session: SessionDep,
     parts: PartsDep,

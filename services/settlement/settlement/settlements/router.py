@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
 
 from settlement import idempotent
@@ -17,7 +17,9 @@ from settlement.settlements.schemas import (
     SettlementCreate,
     SettlementRead,
 )
+from shared.openapi import IDEMPOTENCY_REQUIRED
 from shared.settings import Environment
+from shared.validation import IdPath
 
 router = APIRouter(tags=["settlement"])
 
@@ -25,7 +27,7 @@ IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", description="Required: 1–255 printable characters."),
 ]
-SettlementId = Annotated[str, Path(max_length=40)]
+SettlementId = IdPath
 
 
 def _fault_requested(request: Request, parts: Parts) -> None:
@@ -39,7 +41,12 @@ def _fault_requested(request: Request, parts: Parts) -> None:
         setattr(request.state, KILL_AFTER_COMMIT, True)
 
 
-@router.post("/v1/settlements", status_code=201, response_model=SettlementRead)
+@router.post(
+    "/v1/settlements",
+    status_code=201,
+    response_model=SettlementRead,
+    openapi_extra=IDEMPOTENCY_REQUIRED,
+)
 async def create_settlement(
     body: SettlementCreate,
     request: Request,
@@ -78,7 +85,12 @@ async def get_settlement(
     return await service.get(session, principal, settlement_id)
 
 
-@router.post("/v1/settlements/{settlement_id}/refunds", status_code=201, response_model=RefundRead)
+@router.post(
+    "/v1/settlements/{settlement_id}/refunds",
+    status_code=201,
+    response_model=RefundRead,
+    openapi_extra=IDEMPOTENCY_REQUIRED,
+)
 async def create_refund(
     settlement_id: SettlementId,
     body: RefundCreate,
