@@ -8,11 +8,19 @@ never passed on to become a 500. Every string is bounded.
 from __future__ import annotations
 
 import re
+from datetime import date
 from functools import lru_cache
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -87,6 +95,21 @@ RegionCode = Annotated[
 """A GB/T 2260 region code such as ``310000`` (Shanghai) or ``370200`` (Qingdao)."""
 
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_iso_date(value: object) -> object:
+    """``YYYY-MM-DD`` only (lax parsing would also take ``0`` or a timestamp as a date)."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return date.fromisoformat(value)
+
+
+IsoDate = Annotated[date, BeforeValidator(parse_iso_date)]
+"""A calendar date as the contract writes it (``2026-11-27``), in a body or a query."""
+
 ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 
 IdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
@@ -99,6 +122,12 @@ service's own 404.
 
 
 class RequestModel(BaseModel):
-    """Base of every request body: unknown fields are refused (422)."""
+    """Base of every request body: unknown fields are refused (422), types are strict.
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    Strict: a JSON value must have the documented type — ``"3"`` is no integer, ``"yes"``
+    or ``1`` no boolean, ``1.0`` no integer. Enumerations written as strings mark their
+    field ``Field(strict=False)`` (exact values only either way); dates use
+    :data:`IsoDate`.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)

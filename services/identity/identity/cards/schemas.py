@@ -14,7 +14,7 @@ from shared.wire import CardStatus
 class CardStatusUpdate(RequestModel):
     """The card's new status; ``replaced`` names the new card, which becomes the active one."""
 
-    status: CardStatus
+    status: CardStatus = Field(strict=False)
     new_card_number: CardNumber | None = None
 
     model_config = ConfigDict(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
@@ -13,6 +12,7 @@ from settlement.db import SessionDep
 from settlement.deps import HospitalReconciliation, PartsDep
 from settlement.reconciliation import service
 from settlement.reconciliation.schemas import CheckCreate, CheckRead, DailyTotals
+from shared.validation import IsoDate
 
 router = APIRouter(tags=["reconciliation"])
 
@@ -26,7 +26,7 @@ async def daily(
     session: SessionDep,
     parts: PartsDep,
     principal: HospitalReconciliation,
-    on: Annotated[date, Query(alias="date", description="Business day, YYYY-MM-DD.")],
+    on: Annotated[IsoDate, Query(alias="date", description="Business day, YYYY-MM-DD.")],
     accept: Annotated[str | None, Header()] = None,
 ) -> Response | DailyTotals:
     """The calling hospital's totals for a day; ``Accept: text/csv`` gives the detail lines."""

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from shared.money import Fen, FenOut
-from shared.validation import CleanStr, RequestModel
+from shared.validation import CleanStr, IsoDate, RequestModel
 
 
 class DailyTotals(BaseModel):
@@ -31,7 +31,7 @@ class DailyTotals(BaseModel):
 class CheckCreate(RequestModel):
     """``POST /v1/reconciliation/checks``: the hospital's own figures for a day."""
 
-    date: dt.date
+    date: IsoDate
     count: int = Field(ge=0, le=10_000_000)
     total: Fen
     fund_pay: Fen
