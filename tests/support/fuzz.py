@@ -131,9 +131,7 @@ def real_ids(schema: Any, values: Mapping[str, list[str]]) -> None:
         if not names:
             return st.just(path_parameters)
         real = st.fixed_dictionaries({n: st.sampled_from(values[n]) for n in names})
-        return st.one_of(
-            st.just(path_parameters), real.map(lambda r: {**path_parameters, **r})
-        )
+        return st.one_of(st.just(path_parameters), real.map(lambda r: {**path_parameters, **r}))
 
 
 @schemathesis.check
@@ -167,8 +165,13 @@ def config(
     seed: int = SEED,
     phases: Iterable[str] = PHASES,
     stateful_steps: int = STATEFUL_STEPS,
+    skip: Iterable[tuple[str, str]] = (),
 ) -> SchemathesisConfig:
-    """The run's configuration: budget, phases, checks, seed; nothing else varies."""
+    """The run's configuration: budget, phases, checks, seed; nothing else varies.
+
+    ``skip`` lists (method, path) operations left out of this run (the engine selects
+    operations from the configuration, not from ``schema.include``).
+    """
     chosen = set(phases)
     project: dict[str, Any] = {
         "seed": seed,
@@ -191,12 +194,12 @@ def config(
         },
         "operations": [
             {
-                "include-method": method,
-                "include-path": path,
+                "include-name": f"{method} {path}",
                 "checks": {"negative_data_rejection": {"enabled": False}},
             }
             for method, path in NEGATIVE_DATA_ACCEPTED
-        ],
+        ]
+        + [{"include-name": f"{m} {p}", "enabled": False} for m, p in skip],
         "request-timeout": 30,
         "suppress-health-check": ["all"],
         "output": {"sanitization": {"enabled": True}},
@@ -215,6 +218,7 @@ class Outcome:
     examples: int
     operations: set[str] = field(default_factory=set)
     cases: Counter[str] = field(default_factory=Counter)
+    seconds: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     failures: list[dict[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -227,6 +231,7 @@ class Outcome:
             "operations": len(self.operations),
             "cases": dict(self.cases),
             "total_cases": sum(self.cases.values()),
+            "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "failures": self.failures,
             "errors": self.errors,
@@ -235,7 +240,7 @@ class Outcome:
     def summary(self) -> str:
         lines = [
             f"{self.label}: {len(self.operations)} operations, cases {dict(self.cases)}, "
-            f"seed {self.seed}"
+            f"seconds {dict((k, round(v, 1)) for k, v in self.seconds.items())}, seed {self.seed}"
         ]
         lines += [f"  FAIL {f['operation']}: {f['title']}: {f['message']}" for f in self.failures]
         lines += [f"  ERROR {e}" for e in self.errors]
@@ -252,6 +257,7 @@ def run(schema: Any, label: str, output_dir: Path) -> Outcome:
             phase = event.phase.value
             recorder = event.recorder
             outcome.cases[phase] += len(recorder.cases)
+            outcome.seconds[phase] += event.elapsed_time
             for node in recorder.cases.values():
                 outcome.operations.add(node.value.operation.label)
             for interaction in recorder.interactions.values():

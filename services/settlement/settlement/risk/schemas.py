@@ -46,8 +46,12 @@ class AlertPage(BaseModel):
     next_cursor: str | None
 
 
+NOTE_MAX_LENGTH = 480
+
+
 class AlertResolve(RequestModel):
     """``POST /v1/admin/risk/alerts/{alert_id}/resolve``."""
 
     resolution: Literal["confirmed_fraud", "false_positive", "acceptable"]
-    note: CleanStr | None = Field(default=None, max_length=500)
+    # Stored as "<resolution>: <note>" in a 500-character column.
+    note: CleanStr | None = Field(default=None, max_length=NOTE_MAX_LENGTH)
