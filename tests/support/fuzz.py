@@ -51,6 +51,7 @@ CHECKS = (
     "response_schema_conformance",
     "negative_data_rejection",
     "ignored_auth",
+    "problem_details",
 )
 
 # Operations whose contract accepts schema-violating parts on purpose: the holder import
