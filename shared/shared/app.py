@@ -104,6 +104,8 @@ class ServiceApp(FastAPI):
             inner,
             metrics=self.state.metrics,
             max_body_bytes=settings.max_body_bytes,
+            max_header_bytes=settings.max_header_bytes,
+            max_headers=settings.max_headers,
             log_requests=settings.log_requests,
         )
         # Server spans, outermost; the app itself when tracing is off (see shared.tracing).

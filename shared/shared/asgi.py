@@ -70,12 +70,28 @@ class RequestContextMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, log_requests: bool = True
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        max_body_bytes: int,
+        log_requests: bool = True,
+        max_header_bytes: int = 16_384,
+        max_headers: int = 100,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.log_requests = log_requests
+        self.max_header_bytes = max_header_bytes
+        self.max_headers = max_headers
+
+    def headers_too_large(self, scope: Scope) -> bool:
+        """More header bytes or headers than allowed (the HTTP parser itself sets no limit)."""
+        headers = scope.get("headers", ())
+        if len(headers) > self.max_headers:
+            return True
+        return sum(len(k) + len(v) for k, v in headers) > self.max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,6 +130,17 @@ class RequestContextMiddleware:
 
         self.metrics.http_in_flight.labels(self.metrics.service).inc()
         try:
+            if self.headers_too_large(scope):
+                status_holder[0] = 431
+                await send_problem(
+                    send,
+                    431,
+                    instance=path,
+                    request_id=request_id,
+                    detail=f"Request headers exceed {self.max_header_bytes} bytes or "
+                    f"{self.max_headers} fields.",
+                )
+                return
             length = header_value(scope, b"content-length")
             if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
                 status = 413 if length.isdigit() else 400

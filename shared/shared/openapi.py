@@ -9,7 +9,8 @@ Every service renders its 4xx and 5xx as ``application/problem+json``
   422) becomes ``application/problem+json`` with the :class:`Problem` schema;
 - the answers any operation can give are added where missing: 401 and 403
   (unless the operation is public), 404, 409 (on unsafe methods: state
-  conflicts, an ``Idempotency-Key`` still in flight), 422 and 429;
+  conflicts, an ``Idempotency-Key`` still in flight), 422, 429 and 503 (the
+  database or a dependency is unavailable);
   400 where an ``Idempotency-Key`` header is read, 413 where a body is;
 - the ``Idempotency-Key`` header is described with its real bounds, and marked
   required where the route says so (``openapi_extra=IDEMPOTENCY_REQUIRED``).
@@ -84,6 +85,7 @@ DESCRIPTIONS: dict[int, str] = {
     422: "Invalid input; `errors` names each field.",
     423: "Locked.",
     429: "Too many requests; see `Retry-After`.",
+    431: "Request headers too large or too many.",
     500: "Internal server error.",
     502: "A service this one depends on failed.",
     503: "Unavailable (database or a dependency); retry later.",
@@ -102,6 +104,7 @@ SLUGS: dict[int, str] = {
     422: "validation-error",
     423: "locked",
     429: "rate-limited",
+    431: "headers-too-large",
     502: "bad-gateway",
     503: "service-unavailable",
     504: "gateway-timeout",
@@ -167,7 +170,7 @@ def _finalize_operation(method: str, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     if own_errors:
         return
-    wanted = {404, 422, 429}
+    wanted = {404, 422, 429, 503}
     if not public:
         wanted |= {401, 403}
     if method in _UNSAFE:

@@ -41,6 +41,7 @@ _STATUS_DEFAULTS: dict[int, tuple[str, str]] = {
     422: ("validation-error", "Request validation failed"),
     423: ("locked", "Locked"),
     429: ("rate-limited", "Too many requests"),
+    431: ("headers-too-large", "Request header fields too large"),
     500: ("internal-error", "Internal server error"),
     502: ("bad-gateway", "Bad gateway"),
     503: ("service-unavailable", "Service unavailable"),

@@ -44,6 +44,9 @@ class PlatformSettings(BaseSettings):
     jwks_min_refresh_seconds: float = Field(default=10, ge=0, le=600)
     upstream_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=16_777_216)
+    # Request headers: total bytes (names and values) and count; more is a 431 problem.
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    max_headers: int = Field(default=100, ge=10, le=1000)
     # After SIGTERM: seconds to keep serving with /readyz at 503 before closing the listener.
     shutdown_drain_seconds: float = Field(default=0.0, ge=0, le=120)
 

@@ -88,6 +88,8 @@ class GatewayApp(FastAPI):
             forwarder,
             metrics=self.state.metrics,
             max_body_bytes=settings.max_body_bytes,
+            max_header_bytes=settings.max_header_bytes,
+            max_headers=settings.max_headers,
             log_requests=settings.log_requests,
         )
         # Server spans, outermost; the stack itself when tracing is off (shared.tracing).

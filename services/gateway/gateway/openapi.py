@@ -33,7 +33,9 @@ SCOPES = {
 _GATEWAY_ANSWERS = {
     "401": "Missing, invalid or expired access token.",
     "403": "The client's kind or scopes do not allow this operation.",
+    "413": "Request body too large.",
     "429": "Rate limit exceeded; see Retry-After.",
+    "431": "Request headers too large or too many.",
     "502": "The upstream service is unreachable.",
     "503": "The upstream service is unavailable (circuit open); see Retry-After.",
     "504": "The upstream service did not answer in time.",

@@ -53,7 +53,11 @@ async def get_ecard(
 @router.put(
     "/{ecard_id}/pin",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={**_NOT_FOUND, 422: {"description": "PIN breaks a rule or old PIN wrong."}},
+    responses={
+        **_NOT_FOUND,
+        422: {"description": "PIN breaks a rule or old PIN wrong."},
+        423: {"description": "Locked after five wrong old PINs (reset with an assertion)."},
+    },
 )
 async def set_pin(
     ecard_id: IdPath,
