@@ -156,9 +156,11 @@ def _is_default_validation(response: dict[str, Any]) -> bool:
 
 
 def _finalize_operation(method: str, operation: dict[str, Any]) -> None:
-    own_errors = bool(operation.pop("x-essc-own-errors", False))
-    public = bool(operation.pop("x-essc-public", False))
-    idem_required = bool(operation.pop("x-essc-idempotency-required", False))
+    # The markers stay in the document (legal ``x-`` extensions): finalizing is idempotent,
+    # and the gateway finalizes the services' documents again when it merges them.
+    own_errors = bool(operation.get("x-essc-own-errors", False))
+    public = bool(operation.get("x-essc-public", False))
+    idem_required = bool(operation.get("x-essc-idempotency-required", False))
     params: list[dict[str, Any]] = operation.get("parameters", [])
     idempotent = False
     for param in params:

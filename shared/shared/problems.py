@@ -238,7 +238,8 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
         loc = err.get("loc", ())
         message = str(err.get("msg", "invalid value"))
         if err.get("type") == "json_invalid":
-            message = "Body is not valid JSON."
+            # pydantic locates a JSON syntax error by character offset: ("body", 13).
+            loc, message = ("body",), "Body is not valid JSON."
         elif err.get("type") == "extra_forbidden":
             message = "Unknown field."
         out.append({"field": format_loc(loc), "message": message})

@@ -114,7 +114,15 @@ async def test_malformed_json(client: httpx.AsyncClient) -> None:
         "/v1/bills", content=b"{not json", headers={"content-type": "application/json"}
     )
     body = assert_problem(resp, 422)
-    assert body["errors"][0]["message"] == "Body is not valid JSON."
+    assert body["errors"] == [{"field": "body", "message": "Body is not valid JSON."}]
+
+
+async def test_undecodable_body_is_422_not_400(client: httpx.AsyncClient) -> None:
+    resp = await client.post(
+        "/v1/bills", content=b'{"items": "\xff\xfe"}', headers={"content-type": "application/json"}
+    )
+    body = assert_problem(resp, 422)
+    assert body["errors"] == [{"field": "body", "message": "Body is not valid JSON (UTF-8)."}]
 
 
 async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
