@@ -11,7 +11,7 @@ ESSC_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export ESSC_TEST_POSTGRES_URL
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test check lint typecheck format bench clean k8s-render
+.PHONY: help venv run test check lint typecheck format bench clean k8s-render fuzz
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,14 @@ run: $(STAMP) ## migrate, seed demo data and run the services on 127.0.0.1:8000-
 
 test: $(STAMP) ## run the whole test suite (PostgreSQL tests need $$ESSC_TEST_POSTGRES_URL reachable)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+FUZZ_EXAMPLES ?= 40
+FUZZ_SEED ?= 20261127
+fuzz: $(STAMP) ## schemathesis, longer: more examples, every kind against every operation; report in test-output/fuzz/
+	ESSC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ESSC_FUZZ_SEED=$(FUZZ_SEED) ESSC_FUZZ_STATEFUL_STEPS=20 \
+	ESSC_FUZZ_UNEXPECTED_METHODS=GET,PUT,POST,DELETE,OPTIONS,PATCH,TRACE ESSC_FUZZ_CROSS_KINDS=1 $(PY) -m pytest tests/fuzz -k "schemathesis or harness" --timeout=3600 \
+	--junitxml=test-output/fuzz/junit.xml $(PYTEST_ARGS)
+	@echo "reports: test-output/fuzz/*.json"
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .

@@ -40,8 +40,8 @@ def test_merged_document_is_the_inventory(seeded: Seeded) -> None:
     assert documented == {(r.method, r.template) for r in ROUTES}
     for path, item in doc["paths"].items():
         for method, op in item.items():
-            if method == "parameters":
-                continue
+            if method == "parameters" or op.get("x-essc-own-errors"):
+                continue  # the OAuth token endpoint answers RFC 6749 errors
             statuses = set(op["responses"])
             assert {"404", "422", "429"} <= statuses, (method, path, statuses)
             if op["security"]:
