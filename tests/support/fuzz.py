@@ -16,8 +16,9 @@ Requests carry the bearer token of the client kind chosen for their operation by
 :class:`KindAuth`; tokens are minted again before they expire, so long runs
 (``make fuzz``) keep their credentials. The budget comes from the environment:
 ``ESSC_FUZZ_EXAMPLES`` (per operation and phase), ``ESSC_FUZZ_SEED``,
-``ESSC_FUZZ_STATEFUL_STEPS``, ``ESSC_FUZZ_UNEXPECTED_METHODS``; ``make fuzz`` raises them. Each run writes
-``<output>/fuzz/<label>.json``: operations, cases per phase, failures.
+``ESSC_FUZZ_STATEFUL_STEPS``, ``ESSC_FUZZ_UNEXPECTED_METHODS``; ``make fuzz`` raises
+them. Each run writes ``<output>/fuzz/<label>.json``: operations, cases per phase,
+failures.
 """
 
 from __future__ import annotations

@@ -119,6 +119,8 @@ async def _authenticate_basic(
 ) -> Client:
     assert req.authorization is not None
     client_id, secret = _basic_credentials(req.authorization)
+    if req.client_id is not None and req.client_id != client_id:
+        raise _invalid_client("client_id does not match the credentials.", basic=True)
     client = await clients_repo.get(session, client_id)
     stored = client.secret_hash if client is not None else None
     ok = await asyncio.to_thread(verify_secret, secret, stored, n=state.settings.secret_scrypt_n)
@@ -163,7 +165,7 @@ async def authenticate(session: AsyncSession, state: IdentityState, req: TokenRe
     """The authenticated, active client of a token request; OAuthError otherwise."""
     if req.client_secret is not None:
         raise OAuthError("invalid_request", "client_secret_post is not supported; use Basic.")
-    if req.authorization and req.assertion:
+    if req.authorization and (req.assertion or req.assertion_type):
         raise OAuthError("invalid_request", "Use one client authentication method.")
     if req.authorization:
         return await _authenticate_basic(session, state, req)

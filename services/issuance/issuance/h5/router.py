@@ -19,6 +19,7 @@ from issuance.h5 import service
 from issuance.qrcodes.schemas import QrRead
 from shared.openapi import PUBLIC, problems
 from shared.problems import NotFoundError
+from shared.validation import IdPath
 
 router = APIRouter(tags=["E-card web page"])
 
@@ -63,7 +64,7 @@ class H5SessionRead(BaseModel):
     responses={404: {"description": "No such e-card for this app."}},
 )
 async def create_h5_session(
-    ecard_id: str, session: SessionDep, ctx: ContextDep, principal: QrPrincipal
+    ecard_id: IdPath, session: SessionDep, ctx: ContextDep, principal: QrPrincipal
 ) -> H5SessionRead:
     """A short-lived link to the e-card's web page, for the app's web view."""
     ecard = await ecard_service.get_owned(session, ecard_id, principal.client_id)
