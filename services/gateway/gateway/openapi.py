@@ -92,6 +92,27 @@ def _rewrite_refs(node: Any, renames: Mapping[str, str]) -> Any:
     return node
 
 
+IDEMPOTENCY_HEADER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "1–255 printable characters. The same key and body within 24 hours get the "
+    "original answer again (`Idempotency-Replayed: true`); another body → 422, while the "
+    "original still runs → 409. Required on settlements and refunds.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
+
+
+def _ensure_idempotency_header(operation: dict[str, Any]) -> None:
+    params = operation.setdefault("parameters", [])
+    if not any(
+        p.get("in") == "header" and str(p.get("name", "")).lower() == "idempotency-key"
+        for p in params
+        if isinstance(p, dict)
+    ):
+        params.append(dict(IDEMPOTENCY_HEADER))
+
+
 def _placeholder(route: Route) -> dict[str, Any]:
     return {
         "summary": f"{route.method} {route.template}",
@@ -128,6 +149,8 @@ def merge(docs: Mapping[str, Mapping[str, Any] | None], *, public_issuer: str) -
         answers = _PUBLIC_ANSWERS if route.public else _GATEWAY_ANSWERS
         for status, description in answers.items():
             responses.setdefault(status, _problem_response(description))
+        if route.method == "POST" and not route.public:
+            _ensure_idempotency_header(operation)
         if route.public:
             operation["security"] = []
         else:
