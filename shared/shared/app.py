@@ -23,6 +23,7 @@ import aiohttp
 import httpx
 from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel
+from sqlalchemy import Table
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
@@ -37,6 +38,7 @@ from shared.auth import (
 )
 from shared.db import Database, install_db_error_handler, make_engine
 from shared.http import ServiceClient, new_session
+from shared.idempotency import IdempotencyMiddleware
 from shared.keyrotation import rotation_router
 from shared.logs import configure_logging
 from shared.metrics import Metrics
@@ -79,6 +81,8 @@ class Runtime:
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     draining: bool = False
+    # Encrypts stored Idempotency-Key answers (set by services that hold data keys).
+    idempotency_cipher: Any = None
 
     def client(self, peer: str) -> ServiceClient:
         """The :class:`ServiceClient` for a peer service (``identity``, ``issuance``, ...)."""
@@ -99,6 +103,9 @@ class ServiceApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
+        table = getattr(self.state, "idempotency_table", None)
+        if table is not None:
+            inner = IdempotencyMiddleware(inner, table=table, runtime=lambda: self.state.runtime)
         settings: ServiceSettings = self.state.settings
         stack = RequestContextMiddleware(
             inner,
@@ -296,12 +303,16 @@ def build_service_app(
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
     openapi_tags: list[dict[str, Any]] | None = None,
+    idempotency_table: Table | None = None,
 ) -> ServiceApp:
     """Assemble a backend service app; nothing is opened until the lifespan starts.
 
     ``peers`` are the services this one calls and whose internal tokens it
     accepts (plus the gateway's, always). ``key_purposes`` are the signing key
-    purposes this service owns (``internal`` is always added).
+    purposes this service owns (``internal`` is always added). With
+    ``idempotency_table`` every POST honours ``Idempotency-Key``
+    (:class:`shared.idempotency.IdempotencyMiddleware`); services whose POSTs move
+    money claim keys inside their own transactions instead.
     """
     configure_logging(service, settings.log_level)
     metrics = Metrics(service)
@@ -414,6 +425,7 @@ def build_service_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.idempotency_table = idempotency_table
     install_problem_handlers(app)
     install_db_error_handler(app)
     app.include_router(health_router())

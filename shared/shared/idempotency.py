@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -44,7 +45,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from shared.db import driver_connection
+from shared.fieldcrypto import FieldCipher
 from shared.problems import BadRequestError, ConflictError, UnprocessableError
+
+logger = logging.getLogger("shared.idempotency")
 
 KEY_HEADER = "Idempotency-Key"
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -297,3 +301,284 @@ class Idempotency:
             delete(self.table).where(self.table.c.expires_at < datetime.now(UTC))
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- Accepted-on-every-POST: the middleware for operations that move no money --------------
+
+_ABANDONED_AFTER = timedelta(seconds=60)
+
+
+class IdempotencyMiddleware:
+    """``Idempotency-Key`` on every POST of a service that moves no money (identity, issuance).
+
+    Money routes claim the key inside their own business transaction (see
+    :class:`Idempotency`). Here the claim, the work and the stored answer are three
+    short transactions instead: the claim commits first (so a concurrent retry sees
+    it in flight → 409), the request runs, and a 2xx answer is stored (encrypted when
+    a cipher is given: it may hold tokens and masked personal data). A non-2xx answer
+    releases the claim, so the retry runs afresh. If the process dies between the
+    work's commit and storing the answer, the claim is taken over after 60 seconds
+    and the request runs again: acceptable for these operations (a second QR code,
+    the same e-card returned again), never used for money.
+
+    The key is scoped to the verified caller (the internal token's client id); a
+    request without a valid token passes through untouched (the route answers 401).
+    """
+
+    def __init__(self, app: Any, *, table: Table, runtime: Any) -> None:
+        self.app = app
+        self.table = table
+        self.runtime = runtime  # a callable returning the service Runtime (set by the lifespan)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        raw_key = None
+        token = None
+        for name, value in scope["headers"]:
+            if name == b"idempotency-key":
+                raw_key = value.decode("latin-1")
+            elif name == b"authorization":
+                token = value.decode("latin-1")
+        if raw_key is None:
+            await self.app(scope, receive, send)
+            return
+        runtime = self.runtime()
+        try:
+            key = parse_key(raw_key, required=False)
+        except BadRequestError as exc:
+            await _send_problem(send, scope, exc.status, exc.slug, exc.detail)
+            return
+        client_id = await _caller(runtime, token)
+        if client_id is None or key is None:
+            await self.app(scope, receive, send)
+            return
+        body, replay_receive = await _buffer_body(receive)
+        fp = fingerprint("POST", scope["path"], body)
+        try:
+            stored = await self._claim(runtime, client_id, key, fp)
+        except (UnprocessableError, ConflictError) as exc:
+            await _send_problem(send, scope, exc.status, exc.slug, exc.detail, exc.headers)
+            return
+        if stored is not None:
+            await _send_stored(send, stored)
+            return
+        captured = _Capture(send)
+        try:
+            await self.app(scope, replay_receive, captured)
+        finally:
+            ok = captured.status is not None and 200 <= captured.status < 300
+            await self._settle(runtime, client_id, key, captured if ok else None)
+
+    async def _claim(
+        self, runtime: Any, client_id: str, key: str, fp: bytes
+    ) -> tuple[int, bytes, bytes] | None:
+        now = datetime.now(UTC)
+        t = self.table
+        async with runtime.db.engine.begin() as conn:
+            dialect = conn.dialect.name
+            values = {
+                "client_id": client_id,
+                "key": key,
+                "fingerprint": fp,
+                "created_at": now,
+                "expires_at": now + RETENTION,
+            }
+            if dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                stmt: Any = pg_insert(t).values(**values).on_conflict_do_nothing()
+            else:
+                stmt = sqlite_insert(t).values(**values).on_conflict_do_nothing()
+            inserted = (await conn.execute(stmt.returning(t.c.key))).first()
+            if inserted is not None:
+                return None
+            row = (
+                await conn.execute(select(t).where(t.c.client_id == client_id, t.c.key == key))
+            ).one()
+            if row.fingerprint != fp:
+                raise UnprocessableError(
+                    "This Idempotency-Key was already used with a different request.",
+                    slug="idempotency-key-reused",
+                    title="Idempotency-Key reused",
+                )
+            if row.status_code is None:
+                created = (
+                    row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+                )
+                if now - created < _ABANDONED_AFTER:
+                    raise ConflictError(
+                        "A request with this Idempotency-Key is still being processed.",
+                        slug="idempotency-in-flight",
+                        title="Request in flight",
+                        headers={"Retry-After": "1"},
+                    )
+                taken = await conn.execute(
+                    update(t)
+                    .where(
+                        t.c.client_id == client_id,
+                        t.c.key == key,
+                        t.c.status_code.is_(None),
+                        t.c.created_at == row.created_at,
+                    )
+                    .values(created_at=now, expires_at=now + RETENTION)
+                )
+                if getattr(taken, "rowcount", 0) != 1:
+                    raise ConflictError(
+                        "A request with this Idempotency-Key is still being processed.",
+                        slug="idempotency-in-flight",
+                        title="Request in flight",
+                        headers={"Retry-After": "1"},
+                    )
+                return None
+            plain = _open(runtime, client_id, key, row.response_body)
+            content_type, _, payload = plain.partition(b"\n")
+            return int(row.status_code), content_type, payload
+
+    async def _settle(
+        self, runtime: Any, client_id: str, key: str, captured: _Capture | None
+    ) -> None:
+        t = self.table
+        where = (t.c.client_id == client_id, t.c.key == key)
+        try:
+            async with runtime.db.engine.begin() as conn:
+                if captured is None:
+                    await conn.execute(delete(t).where(*where))
+                    return
+                blob = captured.content_type + b"\n" + captured.body
+                await conn.execute(
+                    update(t)
+                    .where(*where)
+                    .values(
+                        status_code=captured.status,
+                        response_body=_seal(runtime, client_id, key, blob),
+                    )
+                )
+        except Exception:  # the answer was sent; a lost record only means a re-run later
+            logger.warning("idempotency record not stored", exc_info=False)
+
+
+class _Capture:
+    """Passes a response through while keeping a copy of its status, type and body."""
+
+    def __init__(self, send: Any) -> None:
+        self._send = send
+        self.status: int | None = None
+        self.content_type = b"application/json"
+        self.chunks: list[bytes] = []
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+    async def __call__(self, message: Any) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+            for name, value in message.get("headers", []):
+                if name.lower() == b"content-type":
+                    self.content_type = bytes(value)
+        elif message["type"] == "http.response.body":
+            self.chunks.append(bytes(message.get("body", b"")))
+        await self._send(message)
+
+
+async def _buffer_body(receive: Any) -> tuple[bytes, Any]:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay
+
+
+async def _caller(runtime: Any, authorization: str | None) -> str | None:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        return None
+    try:
+        claims = await runtime.verifier.verify(authorization[7:])
+    except Exception:
+        return None
+    return str(claims.client_id)
+
+
+def _aad_row(client_id: str, key: str) -> str:
+    return hashlib.sha256(f"{client_id}\x1f{key}".encode()).hexdigest()
+
+
+_SEALED = b"\x00E1"  # never the start of a content type
+
+
+def _seal(runtime: Any, client_id: str, key: str, blob: bytes) -> bytes:
+    cipher: FieldCipher | None = getattr(runtime, "idempotency_cipher", None)
+    if cipher is None:
+        return blob
+    sealed = cipher.encrypt(
+        blob.decode("latin-1"),
+        table="idempotency_record",
+        column="response_body",
+        row=_aad_row(client_id, key),
+    )
+    return _SEALED + sealed
+
+
+def _open(runtime: Any, client_id: str, key: str, blob: bytes) -> bytes:
+    if not blob.startswith(_SEALED):
+        return blob
+    cipher: FieldCipher = runtime.idempotency_cipher
+    plain = cipher.decrypt(
+        blob[len(_SEALED) :],
+        table="idempotency_record",
+        column="response_body",
+        row=_aad_row(client_id, key),
+    )
+    return plain.encode("latin-1")
+
+
+async def _send_stored(send: Any, stored: tuple[int, bytes, bytes]) -> None:
+    status, content_type, body = stored
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                (b"idempotency-replayed", b"true"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_problem(
+    send: Any,
+    scope: Any,
+    status: int,
+    slug: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    from shared.problems import problem_bytes
+
+    body = problem_bytes(status, slug=slug, detail=detail, instance=scope.get("path", ""))
+    out = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    out += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": body})

@@ -8,7 +8,6 @@ replaced → the reissued e-cards work again. Clients come from identity's ``see
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -22,11 +21,6 @@ from devkit.cluster import Cluster
 from devkit.demo import issue_demo_ecards
 from support.cluster import pg_cluster
 
-if importlib.util.find_spec("identity.seed") is None:
-    # Until identity's demo seed and verification API are merged there is nothing to drive;
-    # a module-level skip is not counted as a skipped PostgreSQL test (which CI refuses).
-    pytest.skip("identity's seed-demo and verification API are not merged", allow_module_level=True)
-
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
 ENV = {
@@ -34,8 +28,6 @@ ENV = {
     "ISSUANCE_QR_REFRESH_MARGIN_SECONDS": "2",
     "ISSUANCE_QR_LEEWAY_SECONDS": "0",
     "ISSUANCE_EVENT_POLL_SECONDS": "0.2",
-    # identity does not answer the PIN-in-ID-number check yet (see the issue's report).
-    "ISSUANCE_PIN_ID_CHECK_REQUIRED": "false",
 }
 
 
@@ -105,8 +97,14 @@ class Api:
         return data
 
     def scan(
-        self, token: str, headers: dict[str, str], purpose: str = "identity"
+        self,
+        token: str,
+        headers: dict[str, str],
+        purpose: str = "identity",
+        key: str | None = None,
     ) -> httpx.Response:
+        if key is not None:
+            headers = {**headers, "Idempotency-Key": key}
         return self.http.post(
             "/v1/scans", json={"qr_token": token, "purpose": purpose}, headers=headers
         )
@@ -151,11 +149,22 @@ def test_the_ecard_journey(cluster: Cluster) -> None:
     assert paid.status_code == 200, paid.text
     assert paid.json()["sign_level"] == 2
 
+    # A PIN inside the holder's own ID number is refused (identity answers the check).
+    inside = holder["id_number"][6:12]
+    weak = api.http.put(a + "/pin", json={"pin": inside, "old_pin": "135790"}, headers=app_a)
+    assert weak.status_code == 422, weak.text
+
     code = api.qr(card_a["ecard_id"], app_a, purpose="payment", pin="135790")
-    scan = api.scan(code["qr_token"], hospital, "settlement")
+    scan = api.scan(code["qr_token"], hospital, "settlement", key="scan-once")
     assert scan.status_code == 201, scan.text
     assert len(scan.json()["settlement_token"]) == 40
     assert scan.json()["sign_level"] == 2
+    # The hospital lost the answer and retries with its Idempotency-Key: the same answer,
+    # the same settlement token; the code itself stays used.
+    retried = api.scan(code["qr_token"], hospital, "settlement", key="scan-once")
+    assert retried.status_code == 201
+    assert retried.headers["idempotency-replayed"] == "true"
+    assert retried.json() == scan.json()
     replay = api.scan(code["qr_token"], hospital, "settlement")
     assert replay.status_code == 409
     assert slug(replay) == "qr-already-used"

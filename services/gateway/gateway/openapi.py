@@ -66,6 +66,27 @@ def _rewrite_refs(node: Any, renames: Mapping[str, str]) -> Any:
     return node
 
 
+IDEMPOTENCY_HEADER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "1–255 printable characters. The same key and body within 24 hours get the "
+    "original answer again (`Idempotency-Replayed: true`); another body → 422, while the "
+    "original still runs → 409. Required on settlements and refunds.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
+
+
+def _ensure_idempotency_header(operation: dict[str, Any]) -> None:
+    params = operation.setdefault("parameters", [])
+    if not any(
+        p.get("in") == "header" and str(p.get("name", "")).lower() == "idempotency-key"
+        for p in params
+        if isinstance(p, dict)
+    ):
+        params.append(dict(IDEMPOTENCY_HEADER))
+
+
 def _placeholder(route: Route) -> dict[str, Any]:
     return {
         "summary": f"{route.method} {route.template}",
@@ -112,6 +133,8 @@ def merge(docs: Mapping[str, Mapping[str, Any] | None], *, public_issuer: str) -
         answers = _PUBLIC_ANSWERS if route.public else _GATEWAY_ANSWERS
         for status, description in answers.items():
             responses.setdefault(status, _problem_response(int(status), description))
+        if route.method == "POST" and not route.public:
+            _ensure_idempotency_header(operation)
         if route.public:
             operation["security"] = []
         else:
@@ -124,7 +147,7 @@ def merge(docs: Mapping[str, Mapping[str, Any] | None], *, public_issuer: str) -
         paths.setdefault(route.template, {})[route.method.lower()] = operation
         for param in item.get("parameters", []):
             paths[route.template].setdefault("parameters", []).append(param)
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": "e-SSC public API",
@@ -158,3 +181,5 @@ def merge(docs: Mapping[str, Mapping[str, Any] | None], *, public_issuer: str) -
         },
         "tags": [{"name": t} for t in tags],
     }
+    # Once more over the whole: the Idempotency-Key headers added above get their 400.
+    return finalize_openapi(document)

@@ -9,6 +9,7 @@ from identity.clients.router import router as clients_router
 from identity.config import IdentitySettings
 from identity.events.router import router as events_router
 from identity.holders.router import router as holders_router
+from identity.models import idempotency_record
 from identity.oauth.router import router as oauth_router
 from identity.state import build_state
 from identity.verifications.router import router as verifications_router
@@ -36,6 +37,7 @@ def create_app(settings: IdentitySettings) -> FastAPI:
     async def startup(runtime: Runtime) -> None:
         assert app is not None
         app.state.identity = await build_state(settings, runtime)
+        runtime.idempotency_cipher = app.state.identity.data_keys.cipher
         runtime.readiness["rate_limits"] = app.state.identity.limiter.ping
 
     app = build_service_app(
@@ -56,6 +58,7 @@ def create_app(settings: IdentitySettings) -> FastAPI:
         ],
         on_startup=[startup],
         openapi_tags=TAGS,
+        idempotency_table=idempotency_record,
     )
     return app
 

@@ -11,6 +11,7 @@ from issuance.context import IssuanceMetrics, build_context
 from issuance.ecards.router import router as ecards_router
 from issuance.events import service as events_service
 from issuance.h5.router import router as h5_router
+from issuance.models import idempotency_record
 from issuance.qrcodes.router import router as qrcodes_router
 from issuance.scans.router import router as scans_router
 from issuance.settlement_tokens.router import router as internal_router
@@ -38,6 +39,7 @@ def create_app(settings: IssuanceSettings) -> FastAPI:
 
     async def start(runtime: Runtime) -> None:
         ctx = await build_context(app, runtime, settings)
+        runtime.idempotency_cipher = ctx.data_keys.cipher
         runtime.readiness["hot-path pool"] = ctx.hotdb.ping
         # Move everything alive after start-up out of the collector's view: QR encoding
         # allocates many short-lived objects, and full collections that walk the app's
@@ -64,6 +66,7 @@ def create_app(settings: IssuanceSettings) -> FastAPI:
         on_startup=[start],
         on_shutdown=[stop],
         openapi_tags=TAGS,
+        idempotency_table=idempotency_record,
     )
     app.state.issuance_metrics = IssuanceMetrics.register(app.state.metrics)
     return app
