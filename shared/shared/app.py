@@ -448,7 +448,10 @@ def install_openapi(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = finalize_openapi(generate())
+            app.openapi_schema = finalize_openapi(
+                generate(),
+                idempotency_on_post=getattr(app.state, "idempotency_table", None) is not None,
+            )
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

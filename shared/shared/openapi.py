@@ -155,12 +155,18 @@ def _is_default_validation(response: dict[str, Any]) -> bool:
     return bool(schema.get("$ref", "").endswith("/HTTPValidationError"))
 
 
-def _finalize_operation(method: str, operation: dict[str, Any]) -> None:
+def _finalize_operation(
+    method: str, operation: dict[str, Any], *, idempotency_on_post: bool
+) -> None:
     # The markers stay in the document (legal ``x-`` extensions): finalizing is idempotent,
     # and the gateway finalizes the services' documents again when it merges them.
     own_errors = bool(operation.get("x-essc-own-errors", False))
     public = bool(operation.get("x-essc-public", False))
     idem_required = bool(operation.get("x-essc-idempotency-required", False))
+    if idempotency_on_post and method == "post" and not (public or own_errors):
+        params_ = operation.setdefault("parameters", [])
+        if not any(str(p.get("name", "")).lower() == "idempotency-key" for p in params_):
+            params_.append({"name": IDEMPOTENCY_HEADER, "in": "header", "required": False})
     params: list[dict[str, Any]] = operation.get("parameters", [])
     idempotent = False
     for param in params:
@@ -197,14 +203,20 @@ def _finalize_operation(method: str, operation: dict[str, Any]) -> None:
             response["content"] = problem_content(status, description)
 
 
-def finalize_openapi(document: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``document`` whose operations document their problem answers (see module)."""
+def finalize_openapi(
+    document: dict[str, Any], *, idempotency_on_post: bool = False
+) -> dict[str, Any]:
+    """A copy of ``document`` whose operations document their problem answers (see module).
+
+    ``idempotency_on_post``: every authenticated POST accepts ``Idempotency-Key`` (the
+    service runs ``shared.idempotency.IdempotencyMiddleware``).
+    """
     doc = copy.deepcopy(document)
     for item in (doc.get("paths") or {}).values():
         for method in _METHODS:
             operation = item.get(method)
             if isinstance(operation, dict):
-                _finalize_operation(method, operation)
+                _finalize_operation(method, operation, idempotency_on_post=idempotency_on_post)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     for name, schema in problem_schemas().items():
         schemas.setdefault(name, schema)
