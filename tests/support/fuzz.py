@@ -182,6 +182,8 @@ def config(
     chosen = set(phases)
     project: dict[str, Any] = {
         "seed": seed,
+        # No state carried between runs: the same seed gives the same cases.
+        "cache": {"enabled": False},
         "workers": 1,
         "generation": {
             "max-examples": examples,
