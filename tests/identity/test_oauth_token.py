@@ -189,6 +189,25 @@ async def test_basic_wrong_secret_unknown_client_and_non_sandbox(harness: Harnes
     )
 
 
+async def test_basic_with_another_client_id_or_a_second_method_is_refused(
+    harness: Harness,
+) -> None:
+    created = await harness.register(kind="scanner", name="Gate scanner", sandbox_secret=True)
+    creds = basic(created["client_id"], created["client_secret"])
+    form = {"grant_type": "client_credentials"}
+    same = await _token(harness, {**form, "client_id": created["client_id"]}, creds)
+    assert same.status_code == 200
+    other = await _token(harness, {**form, "client_id": "scn_someone_else"}, creds)
+    _assert_invalid_client(other)
+    both = await _token(
+        harness,
+        {**form, "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+        creds,
+    )
+    assert both.status_code == 400
+    assert both.json()["error"] == "invalid_request"
+
+
 async def test_request_errors_use_the_oauth_format(harness: Harness) -> None:
     unsupported = await _token(harness, {"grant_type": "password"})
     assert unsupported.status_code == 400
