@@ -16,7 +16,7 @@ import secrets
 import pytest
 
 from support.journey import BILL, Gateway, eventually
-from support.otlp import Span
+from support.otlp import Span, TracedCluster
 
 if importlib.util.find_spec("identity.seed") is None:
     pytest.skip("identity's seed-demo is not merged", allow_module_level=True)
@@ -32,14 +32,14 @@ def is_db(span: Span) -> bool:
     return span.kind == CLIENT and span.name.split(" ", 1)[0] in SQL
 
 
-def test_one_settlement_is_one_trace_across_processes(observed: object) -> None:
-    cluster = observed.cluster  # type: ignore[attr-defined]
-    receiver = observed.traces  # type: ignore[attr-defined]
+def test_one_settlement_is_one_trace_across_processes(observed: TracedCluster) -> None:
+    cluster = observed.cluster
+    receiver = observed.traces
     gw = Gateway(cluster)
     app = gw.auth(gw.entry("partner_app", 0))
     ops = gw.auth(gw.entry("ops"))
     hospital = gw.auth(gw.entry("hospital", 0))
-    ecard = gw.ecard_with_payment(gw.holders[1], app, ops)
+    ecard = gw.ecard_with_payment(gw.holders[2], app, ops)
     account = f"/v1/ecards/{ecard}/account"
     eventually(lambda: gw.http.get(account, headers=app).json().get("opened") is True)
     token = gw.settlement_token(ecard, app, hospital)

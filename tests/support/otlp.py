@@ -20,6 +20,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from devkit.cluster import Cluster
+
 
 @dataclass(frozen=True)
 class Span:
@@ -98,6 +100,14 @@ class Receiver:
             time.sleep(0.1)
 
 
+@dataclass(frozen=True)
+class TracedCluster:
+    """A running cluster whose processes export their spans to ``traces``."""
+
+    cluster: Cluster
+    traces: Receiver
+
+
 @contextmanager
 def otlp_receiver() -> Iterator[Receiver]:
     """Serve on a free port of 127.0.0.1; ``receiver.url`` is the OTLP endpoint (no path)."""
@@ -127,6 +137,7 @@ def otlp_receiver() -> Iterator[Receiver]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True  # closing does not wait for exporters' idle connections
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, name="otlp-receiver", daemon=True)
     thread.start()
