@@ -63,19 +63,23 @@ def test_one_settlement_is_one_trace_across_processes(observed: TracedCluster) -
     )
     assert settled.status_code == 201, settled.text
 
-    spans = receiver.wait_for(trace_id, {"essc-gateway", "essc-settlement", "essc-issuance"})
-
-    # Database spans are exported by the same processes' batches; wait for them too.
-    def db_services() -> set[str]:
-        return {s.service for s in receiver.trace(trace_id) if is_db(s)}
+    # Each process exports in batches, a span once it ends (the server span last): wait for
+    # the server spans of all three and the statements of both services with a database.
+    # Settlement's money path sends its statements to the asyncpg connection itself
+    # (settlement.rawsql): they must be traced all the same (shared.tracing).
+    def complete() -> bool:
+        spans = receiver.trace(trace_id)
+        servers = {s.service for s in spans if s.kind == SERVER}
+        statements = {s.service for s in spans if is_db(s)}
+        return servers >= {"essc-gateway", "essc-settlement", "essc-issuance"} and (
+            statements >= {"essc-settlement", "essc-issuance"}
+        )
 
     try:
-        # Settlement's money path sends its statements to the asyncpg connection itself
-        # (settlement.rawsql): they must be traced all the same (shared.tracing).
-        eventually(lambda: db_services() >= {"essc-settlement", "essc-issuance"}, timeout=15)
+        eventually(complete, timeout=30)
     except AssertionError:
         got = [(s.service, s.kind, s.name, s.parent_id) for s in receiver.trace(trace_id)]
-        raise AssertionError(f"no database spans in the trace: {got}") from None
+        raise AssertionError(f"the trace is incomplete: {got}") from None
     spans = receiver.trace(trace_id)
     by_id = {s.span_id: s for s in spans}
     assert len(by_id) == len(spans), "span ids repeat"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,18 +85,6 @@ class Receiver:
 
     def trace(self, trace_id: str) -> list[Span]:
         return [s for s in self.spans() if s.trace_id == trace_id]
-
-    def wait_for(self, trace_id: str, services: set[str], timeout: float = 30.0) -> list[Span]:
-        """The trace's spans once every one of ``services`` has sent some (deadline bound)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            spans = self.trace(trace_id)
-            if services <= {s.service for s in spans}:
-                return spans
-            assert time.monotonic() < deadline, (
-                f"trace {trace_id}: spans only from {sorted({s.service for s in spans})}"
-            )
-            time.sleep(0.1)
 
 
 @dataclass(frozen=True)
