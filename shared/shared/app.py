@@ -105,7 +105,12 @@ class ServiceApp(FastAPI):
         inner = super().build_middleware_stack()
         table = getattr(self.state, "idempotency_table", None)
         if table is not None:
-            inner = IdempotencyMiddleware(inner, table=table, runtime=lambda: self.state.runtime)
+            inner = IdempotencyMiddleware(
+                inner,
+                table=table,
+                runtime=lambda: self.state.runtime,
+                routes=getattr(self.state, "service_routes", ()),
+            )
         settings: ServiceSettings = self.state.settings
         stack = RequestContextMiddleware(
             inner,
@@ -428,6 +433,8 @@ def build_service_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.idempotency_table = idempotency_table
+    # Each service router's own routes (full paths): the idempotency layer labels replays.
+    app.state.service_routes = [r for router in routers for r in router.routes]
     install_problem_handlers(app)
     install_db_error_handler(app)
     app.include_router(health_router())

@@ -326,10 +326,13 @@ class IdempotencyMiddleware:
     request without a valid token passes through untouched (the route answers 401).
     """
 
-    def __init__(self, app: Any, *, table: Table, runtime: Any) -> None:
+    def __init__(self, app: Any, *, table: Table, runtime: Any, routes: Any = ()) -> None:
         self.app = app
         self.table = table
         self.runtime = runtime  # a callable returning the service Runtime (set by the lifespan)
+        # The app's routes: a replay, which never reaches the router, is labelled with the
+        # template of the route it was meant for (metrics, spans), not ``unmatched``.
+        self.routes = tuple(routes)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -364,6 +367,7 @@ class IdempotencyMiddleware:
             return
         if stored is not None:
             runtime.metrics.idempotent_replays().inc()
+            _record_route(scope, self.routes)
             await _send_stored(send, stored)
             return
         captured = _Capture(send)
@@ -566,6 +570,17 @@ def _open(runtime: Any, client_id: str, key: str, blob: bytes) -> bytes:
         row=_aad_row(client_id, key),
     )
     return plain.encode("latin-1")
+
+
+def _record_route(scope: Any, routes: tuple[Any, ...]) -> None:
+    """Put the route ``scope`` matches in it, as the router does for a routed request."""
+    from starlette.routing import Match
+
+    for route in routes:
+        match, _child = route.matches(scope)
+        if match is Match.FULL:
+            scope["route"] = route
+            return
 
 
 async def _send_stored(send: Any, stored: tuple[int, bytes, bytes]) -> None:

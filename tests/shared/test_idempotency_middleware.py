@@ -149,7 +149,13 @@ async def test_replay_returns_the_stored_answer_once_executed(env: Any) -> None:
     assert again.headers["idempotency-replayed"] == "true"
     assert "idempotency-replayed" not in first.headers
     assert probe.calls == 1
-    assert "essc_idempotent_replays_total 1.0" in (await client.get("/metrics")).text
+    metrics = (await client.get("/metrics")).text
+    assert "essc_idempotent_replays_total 1.0" in metrics
+    # The replay never reached the router, and is still counted under its route's template.
+    assert (
+        'essc_http_requests_total{method="POST",route="/v1/things",service="probe",status="201"}'
+        " 2.0"
+    ) in metrics
     # Without a key every POST runs.
     await client.post("/v1/things", json={"x": 1}, headers=headers(app, None))
     assert probe.calls == 2
