@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from issuance.hotdb import HotTx, Sql
+from issuance.hotdb import HotDb, HotTx, Sql
 
 _WITH_ECARD = Sql(
     "SELECT t.scan_id, t.hospital_client_id, t.expires_at, t.redeemed_at, t.redemption_ref, "
@@ -29,8 +29,8 @@ _REDEMPTION = Sql(
 )
 
 
-async def with_ecard(tx: HotTx, token_hash: bytes) -> Mapping[str, Any] | None:
-    """The token's row joined with its e-card's, or None."""
+async def with_ecard(tx: HotTx | HotDb, token_hash: bytes) -> Mapping[str, Any] | None:
+    """The token's row joined with its e-card's, or None (in ``tx``, or a statement alone)."""
     return await tx.fetchrow(_WITH_ECARD, {"hash": token_hash})
 
 

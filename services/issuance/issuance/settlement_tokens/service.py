@@ -74,8 +74,7 @@ def _live(row: Mapping[str, Any] | None, hospital: str) -> Mapping[str, Any]:
 
 async def resolve(ctx: IssuanceContext, token: str, hospital: str) -> SettlementTokenInfo:
     """The token's e-card and holder facts, without spending it (the quote)."""
-    async with ctx.hotdb.transaction() as tx:
-        row = _live(await repository.with_ecard(tx, settlement_token_hash(token)), hospital)
+    row = _live(await repository.with_ecard(ctx.hotdb, settlement_token_hash(token)), hospital)
     return _info(ctx, row, row["redeemed_at"], row["redemption_ref"])
 
 
