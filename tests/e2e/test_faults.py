@@ -313,3 +313,63 @@ def test_database_reset_mid_settlement_writes_nothing_and_the_retry_settles(net:
     sid = retry.json()["settlement_id"]
     assert net.sql("SELECT count(*) FROM ledger_tx WHERE ref = $1", sid) == 1
     assert net.assert_books_whole()["settlements"] == before["settlements"] + 1
+
+
+def test_postgres_terminating_backends_mid_transaction_is_a_503_and_the_pool_recovers(
+    net: Faulty,
+) -> None:
+    ecards = net.seeded.ids["ecard_id"]
+    quotes = [net.new_quote(i) for i in range(len(ecards))]  # one per holder: no stale quotes
+    keys = [secrets.token_hex(8) for _ in quotes]
+    before = net.assert_books_whole()
+    database = urlsplit(net.cluster.db_urls["settlement"]).path.lstrip("/")
+    # Round trips slowed so that every transaction is open when the backends are terminated.
+    net.database.set("latency", latency=0.1)
+    settled: dict[int, httpx.Response] = {}
+    reads: list[httpx.Response] = []
+    settlers = [
+        threading.Thread(target=lambda i=i: settled.update({i: net.settle(quotes[i], keys[i])}))
+        for i in range(len(quotes))
+    ]
+    readers = [
+        threading.Thread(target=lambda: reads.extend(net.read() for _ in range(3)))
+        for _ in range(2)
+    ]
+    for thread in settlers + readers:
+        thread.start()
+    _until(lambda: _in_write_transaction(net), settlers[0], "a write transaction")
+    terminated = 0
+    while any(t.is_alive() for t in settlers + readers):
+        terminated += net.sql(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()) t",
+            database,
+        )
+        time.sleep(0.25)
+    for thread in settlers + readers:
+        thread.join(30)
+    assert terminated > 0
+    answers = [*settled.values(), *reads]
+    assert len(answers) == len(quotes) + 6
+    assert {r.status_code for r in answers} <= {200, 503}, [r.text for r in answers]
+    assert [r.status_code for r in settled.values()] == [503] * len(quotes)
+    for resp in answers:
+        if resp.status_code == 503:
+            _assert_problem(resp, 503)
+
+    net.database.set("pass")
+    # The pool recovers at once: its dead connections are found at checkout, not by a client.
+    assert [net.read().status_code for _ in range(5)] == [200] * 5
+    # Nothing of the cut settlements was written: no row, no claim, the books as before.
+    for quote_id, key in zip(quotes, keys, strict=True):
+        assert net.sql("SELECT count(*) FROM settlement WHERE quote_id = $1", quote_id) == 0
+        assert net.sql("SELECT count(*) FROM idempotency_record WHERE key = $1", key) == 0
+    assert net.assert_books_whole() == before
+    for quote_id, key in zip(quotes, keys, strict=True):
+        retry = net.settle(quote_id, key)
+        assert retry.status_code == 201, retry.text
+        assert net.settle(quote_id, key).json() == retry.json()
+        sid = retry.json()["settlement_id"]
+        assert net.sql("SELECT count(*) FROM ledger_tx WHERE ref = $1", sid) == 1
+    after = net.assert_books_whole()
+    assert after["settlements"] == before["settlements"] + len(quotes)
