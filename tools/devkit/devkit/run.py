@@ -140,7 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra_env=extra_env,
         replicas={svc: args.replicas for svc in SERVICES},
     )
-    # SIGTERM behaves as Ctrl-C: whatever was started is stopped in the `finally` below.
+    # Ctrl-C and SIGTERM stop whatever was started (the `finally` below). Set explicitly: a
+    # shell starting `make run &` from a script hands it SIGINT ignored.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     failed = False
     try:
