@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import signal
 import subprocess
@@ -55,34 +56,38 @@ def ports(base: int | None) -> dict[str, int]:
     return {part: base + i for i, part in enumerate(PARTS)}
 
 
-def seed_commands(var_dir: Path) -> dict[str, list[str]]:
-    """Each service's idempotent demo seed (issuance has none: its e-cards come through the API)."""
+def setup_commands(var_dir: Path) -> dict[str, list[list[str]]]:
+    """Per service: its migrations, then its idempotent demo seed (issuance has none: its
+    e-cards come through the API once everything runs)."""
     return {
         "identity": [
-            "seed-demo",
-            "--out",
-            str(var_dir / "demo-clients.json"),
-            "--holders-out",
-            str(var_dir / "demo-holders.json"),
+            ["migrate"],
+            [
+                "seed-demo",
+                "--out",
+                str(var_dir / "demo-clients.json"),
+                "--holders-out",
+                str(var_dir / "demo-holders.json"),
+            ],
         ],
-        "settlement": ["seed-demo"],
+        "issuance": [["migrate"]],
+        "settlement": [["migrate"], ["seed-demo"]],
     }
 
 
-def run_each(cluster: Cluster, commands: dict[str, list[str]], what: str) -> None:
-    """Run ``python -m <service> <args>`` for every service at once (their databases are
-    separate); print what they say; exit with their output if one fails."""
+def set_up(cluster: Cluster, commands: dict[str, list[list[str]]]) -> None:
+    """Run each service's commands (one interpreter per service, the services at once: their
+    databases are separate); print what they say; exit with their output if one fails."""
     procs = {
         svc: subprocess.Popen(
-            [sys.executable, "-m", svc, *args],
+            [sys.executable, "-m", "devkit.servicecli", svc, json.dumps(argvs)],
             env=cluster.env_for(svc),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for svc, args in commands.items()
+        for svc, argvs in commands.items()
     }
-    failed = []
     try:
         outputs = {svc: proc.communicate()[0] for svc, proc in procs.items()}
     except BaseException:  # Ctrl-C or SIGTERM: leave no command running behind us
@@ -90,12 +95,13 @@ def run_each(cluster: Cluster, commands: dict[str, list[str]], what: str) -> Non
             proc.terminate()
             proc.wait()
         raise
+    failed = []
     for svc, proc in procs.items():
-        out = outputs[svc]
+        out = outputs[svc].strip()
         if proc.returncode != 0:
-            failed.append(f"{svc}: {what} failed ({proc.returncode}):\n{out.strip()}")
-        elif out.strip():
-            print(out.strip(), flush=True)
+            failed.append(f"{svc}: setting up failed ({proc.returncode}):\n{out}")
+        elif out:
+            print(out, flush=True)
     if failed:
         print("\n".join(failed), file=sys.stderr)
         raise SystemExit(1)
@@ -146,9 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     failed = False
     try:
-        print("e-SSC: applying migrations ...", flush=True)
-        run_each(cluster, {svc: ["migrate"] for svc in SERVICES}, "migrations")
-        run_each(cluster, seed_commands(var_dir), "seeding")
+        print("e-SSC: applying migrations, seeding demo data ...", flush=True)
+        set_up(cluster, setup_commands(var_dir))
         print("e-SSC: starting gateway, identity, issuance, settlement ...", flush=True)
         cluster.start()
         try:
