@@ -217,6 +217,36 @@ def fresh_clone(dest: Path) -> Path:
 # --- the test ----------------------------------------------------------------------------
 
 
+def test_the_quick_start_is_tagged_and_every_call_states_its_answer() -> None:
+    """This checkout's README (no processes): the blocks are there, every call says its answer."""
+    blocks = quick_start_blocks((REPO / "README.md").read_text())
+    assert tuple(blocks) == ("run", *STEPS)
+    promised = {name: expectations(blocks[name]) for name in STEPS}
+    assert all(promised[name] for name in STEPS if name != "token"), promised
+    assert "${ESSC_GATEWAY:-http://127.0.0.1:8000}" in blocks["token"], "the default is literal"
+
+
+def test_the_readers_catch_what_they_must() -> None:
+    """The parsing this test relies on fails where it should (no processes)."""
+    with pytest.raises(AssertionError, match="states no expected status"):
+        expectations('call GET /v1/x "$APP"   # the answer')
+    (one,) = expectations('call GET /v1/x "$APP"   # 200 {"opened": true}: the balance')
+    assert (one.status, one.subset) == (200, {"opened": True})
+    assert contains({"a": 1, "b": {"c": 2, "d": 3}}, {"b": {"c": 2}})
+    assert not contains({"a": 1, "b": {"c": 2}}, {"b": {"c": 3}})
+    assert not contains({"a": 1}, {"b": None})
+    said = answers('{"t": 1}\nHTTP 201\n{\n  "x": [1]\n}\nHTTP 204\nHTTP 422\n{"status": 422}\n')
+    assert said == [
+        Answer(None, {"t": 1}),
+        Answer(201, {"x": [1]}),
+        Answer(204, None),
+        Answer(422, {"status": 422}),
+    ]
+    readme = "intro\n## Quick start\n<!-- walkthrough: run -->\n```sh\nmake run\n```\n## Next\n"
+    assert quick_start_blocks(readme) == {"run": "make run"}
+    assert quick_start_blocks(readme.replace("walkthrough: run", "run")) == {}
+
+
 @pytest.fixture
 def prerequisites() -> None:
     missing = [tool for tool in ("git", "make", "bash", "curl", "jq") if not shutil.which(tool)]
