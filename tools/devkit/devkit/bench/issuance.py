@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from devkit.bench.core import Row, cpu_meter, wrk
+from devkit.bench.core import Meter, Row, WrkResult, process_groups, wrk
 from devkit.bench.tokens import access_token
 from devkit.cluster import Cluster
 from shared.fieldcrypto import load_data_keys
@@ -119,22 +119,27 @@ def _scan_script(directory: Path, codes: list[str], token: str) -> Path:
     return script
 
 
-def _row(name: str, result: object, cpu_s: float, notes: str) -> Row:
-    requests = getattr(result, "requests", 0)
+def _row(name: str, result: WrkResult, meter: Meter, unit: str) -> Row:
     return Row(
         "issuance",
         name,
-        getattr(result, "rps", 0.0),
-        getattr(result, "p50_ms", None),
-        getattr(result, "p99_ms", None),
-        cpu_s / max(requests, 1) * 1e6,
-        notes=f"errors {getattr(result, 'errors', 0)}; {notes}",
+        result.rps,
+        result.p50_ms,
+        result.p99_ms,
+        meter.total / max(result.requests, 1) * 1e6,
+        notes=f"errors {result.errors}; CPU µs per {unit}: {meter.note(result.requests)}",
+        extra=meter.breakdown(result.requests),
     )
 
 
 def run(cluster: Cluster, *, duration: int) -> list[Row]:
-    """QR token-only, QR with PNG and scans, all through the gateway (wrk -t1 -c32)."""
-    pids = [cluster.procs[p].popen.pid for p in ("gateway", "issuance")]
+    """QR token-only, QR with PNG and scans, all through the gateway (wrk -t1 -c32).
+
+    CPU per operation is read per process (gateway, issuance) and for the PostgreSQL server
+    processes of issuance's database; the row's figure is gateway + issuance.
+    """
+    procs = {p: cluster.procs[p].popen.pid for p in ("gateway", "issuance")}
+    dbs = {"issuance": cluster.db_urls["issuance"]}
     ecard_id, seq = seed_ecard(cluster, PARTNER)
     partner = access_token(
         cluster, client_id=PARTNER, kind=ClientKind.PARTNER_APP, scope="ecard:qr"
@@ -148,9 +153,9 @@ def run(cluster: Cluster, *, duration: int) -> list[Row]:
         for fmt, name in (("none", "QR code, token only"), ("png", "QR code with PNG image")):
             url = f"{gateway}/v1/ecards/{ecard_id}/qrcodes?format={fmt}"
             wrk(url, duration=2, script=script)
-            with cpu_meter(pids) as cpu:
+            with Meter(process_groups(procs, dbs)) as meter:
                 result = wrk(url, duration=duration, script=script)
-            rows.append(_row(name, result, cpu[0], "CPU summed gateway+issuance"))
+            rows.append(_row(name, result, meter, "QR issued"))
         ring = KeyStore(cluster.var_dir / "keys" / "issuance").load()
         key = ring.signing_key("qr")
         now = int(time.time())
@@ -160,11 +165,9 @@ def run(cluster: Cluster, *, duration: int) -> list[Row]:
         ]
         warm, main = codes[: 2000 * 2], codes[2000 * 2 :]
         wrk(f"{gateway}/v1/scans", duration=2, script=_scan_script(folder, warm, scanner))
-        with cpu_meter(pids) as cpu:
+        with Meter(process_groups(procs, dbs)) as meter:
             result = wrk(
                 f"{gateway}/v1/scans", duration=duration, script=_scan_script(folder, main, scanner)
             )
-        rows.append(
-            _row("scan (one fresh code per request)", result, cpu[0], "CPU gateway+issuance")
-        )
+        rows.append(_row("scan (one fresh code per request)", result, meter, "scan"))
     return rows
