@@ -184,6 +184,7 @@ def wrk(
     threads: int = 1,
     headers: Sequence[str] = (),
     script: Path | None = None,
+    timeout: int | None = None,
 ) -> WrkResult:
     """Run wrk against ``url`` and parse its latency distribution and throughput."""
     exe = shutil.which("wrk")
@@ -194,6 +195,8 @@ def wrk(
         cmd += ["-H", h]
     if script is not None:
         cmd += ["-s", str(script)]
+    if timeout is not None:
+        cmd += ["--timeout", f"{timeout}s"]
     cmd.append(url)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     reqs = re.search(r"(\d+) requests in ([\d.]+)(s|m)", out)

@@ -29,10 +29,12 @@ from shared.tokens.keys import KeyStore
 from shared.tokens.qr import QrPurpose, issue_qr_token
 
 PARTNER = "bench-partner"
+PIN = "135790"
+PAYERS = 64
 
 
 async def seed_ecard_async(
-    cluster: Cluster, client_id: str, *, sign_level: int = 1
+    cluster: Cluster, client_id: str, *, sign_level: int = 1, pin_hash: str | None = None
 ) -> tuple[str, int]:
     """Write one active e-card of ``client_id`` into issuance's database: (ecard_id, seq)."""
     from issuance.models import Ecard  # devkit may know the service it seeds
@@ -68,6 +70,7 @@ async def seed_ecard_async(
                     birth_date_enc=enc("birth_date", "1990-05-05"),
                     name_masked_enc=enc("name_masked", "李*"),
                     id_number_masked_enc=enc("id_number_masked", "3702**********0021"),
+                    pin_hash=pin_hash,
                     pin_failures=0,
                     qr_not_before=0,
                     issued_at=now,
@@ -96,6 +99,22 @@ def _post_script(directory: Path, path: str, body: str, token: str) -> Path:
         f"wrk.body = {json.dumps(body)}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+    )
+    return script
+
+
+def _cycle_script(directory: Path, paths: list[str], body: str, token: str) -> Path:
+    """POST ``body`` to each of ``paths`` in turn."""
+    script = directory / "cycle.lua"
+    script.write_text(
+        "local paths = {" + ", ".join(json.dumps(p) for p in paths) + "}\n"
+        "local i = 0\n"
+        "request = function()\n"
+        "  i = i + 1\n"
+        '  return wrk.format("POST", paths[((i - 1) % #paths) + 1], '
+        '{["Content-Type"] = "application/json",\n'
+        f'    ["Authorization"] = "Bearer {token}"}}, {json.dumps(body)})\n'
+        "end\n"
     )
     return script
 
@@ -156,6 +175,26 @@ def run(cluster: Cluster, *, duration: int) -> list[Row]:
             with Meter(process_groups(procs, dbs)) as meter:
                 result = wrk(url, duration=duration, script=script)
             rows.append(_row(name, result, meter, "QR issued"))
+        # A payment code: the PIN is checked first (one scrypt in a worker thread). Holders
+        # ask one at a time: wrk cycles over PAYERS e-cards (concurrent attempts on one card
+        # would count as failures and lock it).
+        from issuance.ecards.pin import hash_pin
+
+        pin_hash = asyncio.run(hash_pin(PIN, 14))
+
+        async def payers() -> list[str]:
+            return [
+                (await seed_ecard_async(cluster, PARTNER, sign_level=2, pin_hash=pin_hash))[0]
+                for _ in range(PAYERS)
+            ]
+
+        paths = [f"/v1/ecards/{e}/qrcodes?format=none" for e in asyncio.run(payers())]
+        pay = _cycle_script(folder, paths, json.dumps({"purpose": "payment", "pin": PIN}), partner)
+        target = gateway + paths[0]
+        wrk(target, duration=2, connections=8, script=pay, timeout=20)
+        with Meter(process_groups(procs, dbs)) as meter:
+            result = wrk(target, duration=2 * duration, connections=8, script=pay, timeout=20)
+        rows.append(_row("payment QR code, PIN checked (scrypt), c=8", result, meter, "QR issued"))
         ring = KeyStore(cluster.var_dir / "keys" / "issuance").load()
         key = ring.signing_key("qr")
         now = int(time.time())

@@ -173,7 +173,7 @@ def delta(before: Snapshot, after: Snapshot, ops: int) -> Delta:
 _WAL_SQL = """
 WITH r AS (
     SELECT xid, record_length, fpi_length, block_ref
-    FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)
+    FROM pg_get_wal_records_info($1::text::pg_lsn, $2::text::pg_lsn)
 ), mine AS (
     SELECT DISTINCT xid FROM r WHERE block_ref ~ $3 AND xid::text <> '0'
 )
