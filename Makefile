@@ -21,7 +21,7 @@ ESSC_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export ESSC_TEST_POSTGRES_URL
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test check lint typecheck format bench clean k8s-render fuzz
+.PHONY: help venv run test check lint typecheck format bench clean k8s-render fuzz soak
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -67,6 +67,12 @@ check: lint typecheck test ## lint, types and tests
 bench: $(STAMP) ## benchmarks: print a table and write bench-results/*.json (needs wrk; installs it with apt if missing)
 	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && (apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)))
 	$(PY) -m devkit.bench $(BENCH_ARGS)
+
+SOAK_SECONDS ?= 600
+SOAK_SEED ?= 20261127
+SOAK_WORKERS ?= 8
+soak: $(STAMP) ## soak a real cluster (PostgreSQL + Redis) for SOAK_SECONDS, check the books and RSS; test-output/soak/
+	$(PY) -m devkit.soak --seconds $(SOAK_SECONDS) --seed $(SOAK_SEED) --workers $(SOAK_WORKERS) $(SOAK_ARGS)
 
 OVERLAY ?= dev
 k8s-render: ## print the Kubernetes manifests of OVERLAY (dev or prod; needs kubectl)

@@ -183,10 +183,33 @@ class Cluster:
             capture_output=True,
         )
 
+    def run_clis(self, *calls: tuple[str, ...]) -> list[subprocess.CompletedProcess[str]]:
+        """Run several ``(part, *args)`` commands at once (each part has its own database);
+        raises :class:`subprocess.CalledProcessError` for the first that failed."""
+        started = [
+            (
+                [sys.executable, "-m", *call],
+                subprocess.Popen(
+                    [sys.executable, "-m", *call],
+                    env=self.env_for(call[0]),
+                    text=True,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                ),
+            )
+            for call in calls
+        ]
+        done = []
+        for cmd, popen in started:
+            out, err = popen.communicate()
+            done.append(subprocess.CompletedProcess(cmd, popen.returncode, out, err))
+        for result in done:
+            result.check_returncode()
+        return done
+
     def migrate(self) -> None:
-        """Apply every service's migrations."""
-        for svc in SERVICES:
-            self.run_cli(svc, "migrate")
+        """Apply every service's migrations (the three at once: a third of the wall time)."""
+        self.run_clis(*((svc, "migrate") for svc in SERVICES))
 
     def start(self, parts: Iterable[str] = PARTS, *, graceful_timeout: int = 10) -> None:
         """Start the given parts or processes (not waiting for readiness)."""
