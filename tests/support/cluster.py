@@ -13,9 +13,15 @@ from support.pg import async_url, create_databases, drop_databases
 
 @contextlib.contextmanager
 def pg_cluster(
-    tmp: Path, run_id: str, *, extra_env: dict[str, str] | None = None, start: bool = True
+    tmp: Path,
+    run_id: str,
+    *,
+    extra_env: dict[str, str] | None = None,
+    start: bool = True,
+    replicas: dict[str, int] | None = None,
 ) -> Iterator[Cluster]:
-    """Fresh databases, migrations, four uvicorn processes on free ports; torn down after."""
+    """Fresh databases, migrations, four uvicorn processes (more with ``replicas``) on free
+    ports; torn down after."""
     names = {svc: f"essc_{run_id}_{svc}" for svc in SERVICES}
     asyncio.run(create_databases(names.values()))
     cluster = Cluster.on_free_ports(
@@ -23,6 +29,7 @@ def pg_cluster(
         {svc: async_url(name) for svc, name in names.items()},
         extra_env=dict(extra_env or {}),
         environment="test",
+        replicas=dict(replicas or {}),
     )
     try:
         cluster.migrate()
