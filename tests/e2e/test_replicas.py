@@ -32,7 +32,7 @@ from shared.tokens.claims import INTERNAL, ClientKind, InternalTokenClaims
 from shared.tokens.codec import sign_token
 from shared.tokens.keys import KeyStore
 from support.cluster import pg_cluster
-from support.seeded import PIN, SCOPES, Seeded, _ecard_with_payment
+from support.seeded import PIN, SCOPES, Seeded, ecard_with_payment
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
@@ -110,7 +110,7 @@ def rep(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Iterator[Repli
         with httpx.Client(base_url=seeded.url, timeout=15) as http:
             app = seeded.auth("partner_app")
             rep.ecards = [
-                _ecard_with_payment(http, seeded, h, app) for h in seeded.holders[:WORKERS]
+                ecard_with_payment(http, seeded, h, app) for h in seeded.holders[:WORKERS]
             ]
             deadline = time.monotonic() + 30
             for ecard in rep.ecards:  # accounts open from identity's feed
