@@ -34,6 +34,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -317,9 +318,11 @@ def test_the_readme_quick_start_from_a_fresh_clone(tmp_path: Path) -> None:
     for part in PARTS:
         part_log = (clone / "var" / "logs" / f"{part}.log").read_text(errors="replace")
         assert "Traceback" not in part_log, f"{part}:\n{part_log[-3000:]}"
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # make run and all it waited for
     print(
         f"\nwalkthrough: running after {ready_after:.1f} s, steps done after "
-        f"{walked_after:.1f} s, stopped after {stopped_after:.1f} s"
+        f"{walked_after:.1f} s, stopped after {stopped_after:.1f} s; CPU of the processes "
+        f"started: {usage.ru_utime + usage.ru_stime:.1f} s"
     )
 
 
