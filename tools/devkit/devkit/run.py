@@ -174,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     failed = True
             time.sleep(0.3)
     except KeyboardInterrupt:
-        pass
+        if not cluster.procs:
+            print("\ne-SSC: interrupted before the services started", flush=True)
     finally:
         # A second Ctrl-C must not cut the stop short and leave services behind.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -183,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\ne-SSC: stopping ...", flush=True)
             codes = cluster.stop()
             print("e-SSC: stopped (" + ", ".join(f"{k}={v}" for k, v in codes.items()) + ")")
-            failed = failed or any(code != 0 for code in codes.values())
+            # -SIGTERM: stopped while still starting, before it could handle the signal.
+            failed = failed or any(code not in (0, -signal.SIGTERM) for code in codes.values())
     return 1 if failed else 0
 
 
