@@ -10,6 +10,15 @@ from pathlib import Path
 from devkit.cluster import SERVICES, Cluster
 from support.pg import async_url, create_databases, drop_databases
 
+# Each test cluster's pools stay small: PostgreSQL here allows 100 connections, and a package
+# cluster, a module's cluster (up to seven processes with replicas) and the test's own
+# connections can be open at once. Requests wait for a pooled connection instead.
+_FRUGAL_POOLS = {
+    f"{svc.upper()}_{name}": value
+    for svc in SERVICES
+    for name, value in (("DB_POOL_SIZE", "6"), ("DB_MAX_OVERFLOW", "4"))
+}
+
 
 @contextlib.contextmanager
 def pg_cluster(
@@ -32,7 +41,7 @@ def pg_cluster(
     cluster = Cluster.on_free_ports(
         tmp,
         {svc: async_url(name) for svc, name in names.items()},
-        extra_env=dict(extra_env or {}),
+        extra_env={**_FRUGAL_POOLS, **(extra_env or {})},
         environment="test",
         replicas=dict(replicas or {}),
     )
