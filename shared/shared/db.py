@@ -59,8 +59,12 @@ def make_engine(
 ) -> AsyncEngine:
     """An async engine for ``url`` (``postgresql+asyncpg://`` or ``sqlite+aiosqlite://``).
 
-    PostgreSQL sessions get a ``statement_timeout``; SQLite gets WAL, foreign keys
-    and a busy timeout so that the embedded default behaves under concurrent use.
+    PostgreSQL sessions get a ``statement_timeout``, and the driver a client-side
+    ``command_timeout`` a second longer: the server cancels a slow statement itself, but
+    when the network swallows a statement (or its answer) no answer ever comes, and the
+    request would wait on it forever, holding its pooled connection (the network-fault
+    tests found this). SQLite gets WAL, foreign keys and a busy timeout so that the
+    embedded default behaves under concurrent use.
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
@@ -88,6 +92,7 @@ def make_engine(
                 "idle_in_transaction_session_timeout": str(max(statement_timeout_ms * 4, 60_000)),
             },
             "timeout": 5,
+            "command_timeout": statement_timeout_ms / 1000 + 1,
         },
     )
 
@@ -206,6 +211,14 @@ def is_connection_error(exc: BaseException) -> bool:
 
 
 async def _handle_db_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, TimeoutError):
+        # The driver's command timeout: the statement (even a COMMIT) may or may not have run.
+        return problem_response(
+            503,
+            detail="The database did not answer in time. Retry shortly.",
+            instance=request.url.path,
+            headers={"Retry-After": "1"},
+        )
     if is_connection_error(exc):
         return problem_response(
             503,
@@ -218,13 +231,16 @@ async def _handle_db_error(request: Request, exc: Exception) -> Response:
 
 
 def install_db_error_handler(app: FastAPI) -> None:
-    """Render lost connections, pool timeouts and cancelled statements as 503 problems.
+    """Render lost connections, pool and command timeouts, cancelled statements as 503s.
 
     Also the errors that reach a handler unwrapped by SQLAlchemy: the asyncpg adapter's
     (``BEGIN`` sent by :func:`driver_connection`) and asyncpg's own (statements on the
     driver connection). Before, a connection lost there was a 500 (issue 7, network faults).
     """
     for exc_class in (
+        # A peer call's timeout is a 504 problem already (shared.http); one that reaches
+        # here is the database driver's command timeout.
+        TimeoutError,
         DBAPIError,
         PoolTimeoutError,
         AsyncAdapt_asyncpg_dbapi.Error,

@@ -40,7 +40,10 @@ DEADLINE = 2.5  # the gateway's upstream deadline in these tests (GATEWAY_UPSTRE
 MARGIN = 2.0  # what "answered within the deadline" allows on a loaded two-core machine
 THRESHOLD = 3  # consecutive failures that open a replica's breaker
 OPEN_SECONDS = 2.0
+STATEMENT_TIMEOUT = 2.0  # settlement's statement_timeout; its driver gives up a second later
+COMMAND_TIMEOUT = STATEMENT_TIMEOUT + 1
 ENV = {
+    "SETTLEMENT_DB_STATEMENT_TIMEOUT_MS": str(int(STATEMENT_TIMEOUT * 1000)),
     "GATEWAY_UPSTREAM_TIMEOUT_SECONDS": str(DEADLINE),
     "GATEWAY_BREAKER_FAILURE_THRESHOLD": str(THRESHOLD),
     "GATEWAY_BREAKER_OPEN_SECONDS": str(OPEN_SECONDS),
@@ -373,3 +376,30 @@ def test_postgres_terminating_backends_mid_transaction_is_a_503_and_the_pool_rec
         assert net.sql("SELECT count(*) FROM ledger_tx WHERE ref = $1", sid) == 1
     after = net.assert_books_whole()
     assert after["settlements"] == before["settlements"] + len(quotes)
+
+
+def _settlement_answers(net: Faulty, status: int) -> float:
+    """How many reads settlement itself answered with ``status`` (its own /metrics)."""
+    text = httpx.get(net.cluster.url("settlement") + "/metrics", timeout=10).text
+    labels = ('method="GET"', 'route="/v1/settlements/{settlement_id}"', f'status="{status}"')
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("essc_http_requests_total{") and all(x in line for x in labels)
+    )
+
+
+def test_blackholed_database_ends_in_a_503_not_a_hang_and_the_pool_recovers(net: Faulty) -> None:
+    answered = _settlement_answers(net, 503)
+    net.database.set("blackhole")
+    resp, took = _timed(net.read)
+    _assert_problem(resp, 504)  # the gateway's deadline comes first
+    assert took < DEADLINE + MARGIN, took
+    net.database.set("pass")
+    # The statement was swallowed: no answer will ever come on that connection. Settlement
+    # gives up after its client-side command timeout instead of holding the request forever.
+    deadline = time.monotonic() + COMMAND_TIMEOUT + 15
+    while _settlement_answers(net, 503) == answered:
+        assert time.monotonic() < deadline, "settlement still waits on the swallowed statement"
+        time.sleep(0.2)
+    assert [net.read().status_code for _ in range(5)] == [200] * 5

@@ -59,7 +59,7 @@ async def _terminate(database: str, pid: int) -> None:
         await conn.close()
 
 
-def _app(database: str, keys: Path) -> Any:
+def _app(database: str, keys: Path, *, statement_timeout_ms: int = 5000) -> Any:
     router = APIRouter()
 
     async def own_pid(session: AsyncSession) -> int:
@@ -83,12 +83,26 @@ def _app(database: str, keys: Path) -> Any:
         await conn.execute("INSERT INTO item (k) VALUES (3)")
         return {"status": "written"}
 
+    @router.post("/v1/unanswered")
+    async def unanswered(session: Session) -> dict[str, str]:
+        # No server-side limit for this one statement: only the driver's own timeout is left,
+        # as when the network swallows a statement and no answer ever comes.
+        await session.execute(text("SET LOCAL statement_timeout = 0"))
+        await session.execute(text("INSERT INTO item (k) VALUES (4)"))
+        await session.execute(text("SELECT pg_sleep(30)"))
+        return {"status": "written"}
+
     @router.post("/v1/fine")
     async def fine(session: Session) -> dict[str, str]:
         await session.execute(text("INSERT INTO item (k) VALUES (7)"))
         return {"status": "written"}
 
-    settings = ServiceSettings(database_url=async_url(database), keys_dir=keys, environment="test")
+    settings = ServiceSettings(
+        database_url=async_url(database),
+        keys_dir=keys,
+        environment="test",
+        db_statement_timeout_ms=statement_timeout_ms,
+    )
     return build_service_app(
         settings=settings,
         service="probe",
@@ -114,6 +128,29 @@ async def test_a_lost_connection_under_raw_driver_use_is_a_503_and_the_pool_reco
     assert lost.status_code == 503, lost.text
     assert lost.headers["content-type"] == "application/problem+json"
     assert lost.headers["retry-after"] == "1"
+    assert [r.status_code for r in after] == [200, 200, 200]
+    conn = await asyncpg.connect(server_url() + "/" + database)
+    try:
+        assert [r["k"] for r in await conn.fetch("SELECT k FROM item ORDER BY k")] == [7, 7, 7]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio
+async def test_a_statement_never_answered_ends_at_the_driver_timeout_as_a_503(
+    database: str, tmp_path: Path
+) -> None:
+    # statement_timeout 200 ms → the driver's command timeout 1.2 s (was: none, wait forever).
+    app = _app(database, tmp_path / "keys", statement_timeout_ms=200)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            hung = await asyncio.wait_for(client.post("/v1/unanswered"), timeout=15)
+            after = [await client.post("/v1/fine") for _ in range(3)]
+    assert hung.status_code == 503, hung.text
+    assert hung.headers["content-type"] == "application/problem+json"
+    assert hung.json()["detail"] == "The database did not answer in time. Retry shortly."
     assert [r.status_code for r in after] == [200, 200, 200]
     conn = await asyncpg.connect(server_url() + "/" + database)
     try:
