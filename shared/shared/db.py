@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from starlette.responses import Response
 
-from shared.problems import problem_response
+from shared.problems import ServiceUnavailableError, problem_response
 
 logger = logging.getLogger("shared.db")
 
@@ -135,7 +135,40 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         else:
-            await session.commit()
+            await commit(session)
+
+
+# Every exception class the driver layers raise (SQLAlchemy's, the adapter's, asyncpg's).
+DRIVER_ERRORS: tuple[type[Exception], ...] = (
+    DBAPIError,
+    PoolTimeoutError,
+    AsyncAdapt_asyncpg_dbapi.Error,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+# What a database call may raise when the database is out of reach (the driver's command
+# timeout included: a peer call's timeout is a 504 problem already, shared.http).
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *DRIVER_ERRORS)
+
+
+async def commit(session: AsyncSession) -> None:
+    """Commit the request's transaction; raises 503 if the connection fails during COMMIT.
+
+    Then the outcome is unknown: the server may have committed and only its answer was lost
+    (the network-fault tests produce exactly that). The problem says so instead of "nothing
+    was written", so that a client repeats the request only with its Idempotency-Key, or
+    after checking. Any other failure (a deferred constraint) is re-raised as it is.
+    """
+    try:
+        await session.commit()
+    except UNAVAILABLE_ERRORS as exc:
+        if not (isinstance(exc, TimeoutError) or is_connection_error(exc)):
+            raise
+        raise ServiceUnavailableError(
+            "The database connection failed while committing: the request may or may not "
+            "have been applied. Retry with the same Idempotency-Key, or check first.",
+            headers={"Retry-After": "1"},
+        ) from exc
 
 
 async def driver_connection(session: AsyncSession) -> Any:
@@ -237,14 +270,5 @@ def install_db_error_handler(app: FastAPI) -> None:
     (``BEGIN`` sent by :func:`driver_connection`) and asyncpg's own (statements on the
     driver connection). Before, a connection lost there was a 500 (issue 7, network faults).
     """
-    for exc_class in (
-        # A peer call's timeout is a 504 problem already (shared.http); one that reaches
-        # here is the database driver's command timeout.
-        TimeoutError,
-        DBAPIError,
-        PoolTimeoutError,
-        AsyncAdapt_asyncpg_dbapi.Error,
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-    ):
+    for exc_class in UNAVAILABLE_ERRORS:
         app.add_exception_handler(exc_class, _handle_db_error)

@@ -64,6 +64,10 @@ class Faulty:
     def cluster(self) -> Cluster:
         return self.seeded.cluster
 
+    @property
+    def database_name(self) -> str:
+        return urlsplit(self.cluster.db_urls["settlement"]).path.lstrip("/")
+
     def sql(self, query: str, *args: Any) -> Any:
         """One value from settlement's database, over a direct connection (not the proxy)."""
 
@@ -219,6 +223,7 @@ def test_upstream_latency_beyond_the_deadline_is_a_504_within_it(net: Faulty) ->
 
 
 def test_slow_drip_upstream_is_a_504_within_the_deadline(net: Faulty) -> None:
+    # One byte every 50 ms, both ways: the request trickles in, the answer trickles out.
     net.upstream.set("drip", drip_bytes=1, drip_interval=0.05)
     resp, took = _timed(net.read)
     _assert_problem(resp, 504)
@@ -246,6 +251,7 @@ def test_blackholed_upstream_opens_the_breaker_then_closes_when_it_returns(net: 
     while net.breaker() == 2:  # open until OPEN_SECONDS passed, then one trial is let through
         assert time.monotonic() < deadline
         time.sleep(0.1)
+    assert net.breaker() == 1  # half-open: the next request is the trial
     assert net.read().status_code == 200
     assert net.breaker() == 0
 
@@ -287,7 +293,7 @@ def _in_write_transaction(net: Faulty) -> bool:
         net.sql(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
             " AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()",
-            net.sql("SELECT current_database()"),
+            net.database_name,
         )
     )
 
@@ -325,7 +331,6 @@ def test_postgres_terminating_backends_mid_transaction_is_a_503_and_the_pool_rec
     quotes = [net.new_quote(i) for i in range(len(ecards))]  # one per holder: no stale quotes
     keys = [secrets.token_hex(8) for _ in quotes]
     before = net.assert_books_whole()
-    database = urlsplit(net.cluster.db_urls["settlement"]).path.lstrip("/")
     # Round trips slowed so that every transaction is open when the backends are terminated.
     net.database.set("latency", latency=0.1)
     settled: dict[int, httpx.Response] = {}
@@ -346,7 +351,7 @@ def test_postgres_terminating_backends_mid_transaction_is_a_503_and_the_pool_rec
         terminated += net.sql(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = $1 AND pid <> pg_backend_pid()) t",
-            database,
+            net.database_name,
         )
         time.sleep(0.25)
     for thread in settlers + readers:

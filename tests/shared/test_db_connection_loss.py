@@ -10,9 +10,11 @@ backend with ``pg_terminate_backend`` at each such point, deterministically.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -24,6 +26,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from devkit.faultproxy import ThreadedFaultProxy
 from shared.app import build_service_app
 from shared.db import driver_connection, is_connection_error, request_session
 from shared.settings import ServiceSettings
@@ -155,6 +158,58 @@ async def test_a_statement_never_answered_ends_at_the_driver_timeout_as_a_503(
     conn = await asyncpg.connect(server_url() + "/" + database)
     try:
         assert [r["k"] for r in await conn.fetch("SELECT k FROM item ORDER BY k")] == [7, 7, 7]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio
+async def test_a_commit_whose_answer_is_lost_is_a_503_that_does_not_claim_nothing_was_written(
+    database: str, tmp_path: Path
+) -> None:
+    pg = urlsplit(async_url(database))
+    with ThreadedFaultProxy(pg.hostname or "127.0.0.1", pg.port or 5432) as proxy:
+        router = APIRouter()
+
+        @router.post("/v1/ambiguous")
+        async def ambiguous(session: Session) -> dict[str, str]:
+            await session.execute(text("INSERT INTO item (k) VALUES (5)"))
+            # The COMMIT sent after this return reaches the server after 0.5 s; its answer
+            # would come back after 1 s, but the connection is reset at 0.75 s.
+            proxy.set("latency", latency=0.5)
+            threading.Timer(0.75, proxy.reset_all).start()
+            return {"status": "written"}
+
+        @router.post("/v1/fine")
+        async def fine(session: Session) -> dict[str, str]:
+            await session.execute(text("INSERT INTO item (k) VALUES (7)"))
+            return {"status": "written"}
+
+        behind = pg._replace(netloc=f"{pg.username}@127.0.0.1:{proxy.port}").geturl()
+        settings = ServiceSettings(database_url=behind, keys_dir=tmp_path, environment="test")
+        app: Any = build_service_app(
+            settings=settings,
+            service="probe",
+            title="probe",
+            description="probe",
+            key_purposes=(),
+            routers=[router],
+        )
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                lost = await client.post("/v1/ambiguous")
+                proxy.set("pass")
+                after = [await client.post("/v1/fine") for _ in range(3)]
+    assert lost.status_code == 503, lost.text
+    assert lost.headers["content-type"] == "application/problem+json"
+    assert "may or may not have been applied" in lost.json()["detail"]
+    assert "nothing was written" not in lost.text
+    assert [r.status_code for r in after] == [200, 200, 200]
+    conn = await asyncpg.connect(server_url() + "/" + database)
+    try:
+        # It was applied: "nothing was written" (the answer before) would have been false.
+        assert [r["k"] for r in await conn.fetch("SELECT k FROM item ORDER BY k")] == [5, 7, 7, 7]
     finally:
         await conn.close()
 
