@@ -1,10 +1,14 @@
-"""A database connection lost under raw driver use is a 503 problem, and the pool recovers.
+"""Database faults at the request's unit of work: 503 problems, honest ones, and a pool that
+recovers (found by the network-fault tests, tests/e2e/test_faults.py).
 
-The hot paths send statements on the asyncpg connection itself (``driver_connection``):
-there, SQLAlchemy does not wrap the error. The network-fault tests (tests/e2e/test_faults.py)
-found a settlement answered 500 when its connection died at the ``BEGIN`` that
-``driver_connection`` sends through the adapter. These tests kill the request's own
-backend with ``pg_terminate_backend`` at each such point, deterministically.
+- The hot paths send statements on the asyncpg connection itself (``driver_connection``),
+  where SQLAlchemy does not wrap the error: a connection lost at the ``BEGIN`` it sends was a
+  500. The request's own backend is killed with ``pg_terminate_backend`` at each such point.
+- A statement whose answer never comes (the network swallowed it) held the request forever:
+  now the driver's command timeout ends it as a 503.
+- A connection lost during COMMIT, after the server committed (a fault proxy cuts the answer),
+  was a 503 saying "nothing was written": now it says the outcome is unknown.
+- Under SQLAlchemy's adapter, connection errors are told by their SQLSTATE.
 """
 
 from __future__ import annotations
