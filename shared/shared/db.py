@@ -13,7 +13,7 @@ that use the driver connection directly).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
@@ -169,6 +169,42 @@ async def commit(session: AsyncSession) -> None:
             "have been applied. Retry with the same Idempotency-Key, or check first.",
             headers={"Retry-After": "1"},
         ) from exc
+
+
+_AFTER_COMMIT = "essc_after_commit"
+
+
+def after_commit(session: AsyncSession, action: Callable[[], None]) -> None:
+    """Run ``action`` once the session's current transaction commits; drop it on rollback.
+
+    For effects that must follow the data, not the attempt: a business counter bumped in
+    service code would count a write whose commit then failed, or count twice a request
+    retried after a serialization failure. Actions run in order, synchronously, right
+    after the commit; one that raises is logged and does not stop the others.
+    """
+    sync = session.sync_session
+    actions: list[Callable[[], None]] | None = sync.info.get(_AFTER_COMMIT)
+    if actions is None:
+        actions = sync.info[_AFTER_COMMIT] = []
+
+        def run(_session: Any) -> None:
+            if sync.in_nested_transaction():  # a savepoint released: not the commit yet
+                return
+            pending = list(sync.info.get(_AFTER_COMMIT) or ())
+            sync.info[_AFTER_COMMIT] = []
+            for pending_action in pending:
+                try:
+                    pending_action()
+                except Exception:
+                    logger.exception("an after-commit action failed")
+
+        def drop(_session: Any, transaction: Any) -> None:
+            if transaction.parent is None:  # the outermost transaction ended uncommitted
+                sync.info[_AFTER_COMMIT] = []
+
+        event.listen(sync, "after_commit", run)
+        event.listen(sync, "after_transaction_end", drop)
+    actions.append(action)
 
 
 async def driver_connection(session: AsyncSession) -> Any:

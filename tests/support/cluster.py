@@ -19,8 +19,10 @@ def pg_cluster(
     extra_env: dict[str, str] | None = None,
     start: bool = True,
     before_start: Callable[[Cluster], None] | None = None,
+    replicas: dict[str, int] | None = None,
 ) -> Iterator[Cluster]:
-    """Fresh databases, migrations, four uvicorn processes on free ports; torn down after.
+    """Fresh databases, migrations, four uvicorn processes (more with ``replicas``) on free
+    ports; torn down after.
 
     ``before_start`` runs after the migrations, before any process starts: the place to
     put something between the parts (a fault proxy) and point them at it (``extra_env``).
@@ -32,6 +34,7 @@ def pg_cluster(
         {svc: async_url(name) for svc, name in names.items()},
         extra_env=dict(extra_env or {}),
         environment="test",
+        replicas=dict(replicas or {}),
     )
     try:
         cluster.migrate()

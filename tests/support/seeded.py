@@ -26,6 +26,8 @@ from devkit.bench.tokens import access_token
 from devkit.cluster import Cluster
 from shared.tokens.claims import ClientKind
 from support.cluster import pg_cluster
+from support.journey import PIN
+from support.journey import ecard_with_payment as _journey_ecard
 
 ENV = {
     "SETTLEMENT_EVENT_POLL_SECONDS": "0.2",
@@ -40,7 +42,6 @@ SCOPES = {
     "scanner": "scan",
     "ops": "ops",
 }
-PIN = "135790"
 BILL = [
     {"code": "A1", "name": "ward day", "category": "A", "quantity": "2", "unit_price": "300.00"},
     {"code": "B1", "name": "antibiotic", "category": "B", "quantity": "3", "unit_price": "45.50"},
@@ -118,30 +119,7 @@ def ecard_with_payment(
     http: httpx.Client, seeded: Seeded, holder: dict[str, Any], app: dict[str, str]
 ) -> str:
     """A demo holder verified by SMS, an e-card issued, a PIN set, payment enabled; its id."""
-    details = {k: holder[k] for k in ("name", "id_number", "card_number", "phone")}
-    started = http.post("/v1/verifications", json=details, headers=app)
-    assert started.status_code == 201, started.text
-    items = http.get(
-        "/v1/admin/sms-outbox", params={"phone": holder["phone"]}, headers=seeded.auth("ops")
-    ).json()["items"]
-    code = sorted(items, key=lambda i: i["sent_at"])[-1]["code"]
-    confirmed = http.post(
-        f"/v1/verifications/{started.json()['verification_id']}/confirm",
-        json={"code": code},
-        headers=app,
-    )
-    assert confirmed.status_code == 200, confirmed.text
-    issued = http.post(
-        "/v1/ecards",
-        json={"identity_assertion": confirmed.json()["identity_assertion"]},
-        headers=app,
-    )
-    assert issued.status_code in (200, 201), issued.text
-    ecard = str(issued.json()["ecard_id"])
-    assert http.put(f"/v1/ecards/{ecard}/pin", json={"pin": PIN}, headers=app).status_code == 204
-    paid = http.post(f"/v1/ecards/{ecard}/payment", json={"pin": PIN}, headers=app)
-    assert paid.status_code == 200, paid.text
-    return ecard
+    return _journey_ecard(http, holder, app, seeded.auth("ops"))
 
 
 def quote(http: httpx.Client, seeded: Seeded, ecard: str, app: dict[str, str]) -> str:

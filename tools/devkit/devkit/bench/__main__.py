@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from devkit.bench import forwarding, issuance, settlement
+from devkit.bench import forwarding, issuance, scaling, settlement
 from devkit.bench import identity as identity_bench
 from devkit.bench.core import Row, render_table, rows_as_json
 from devkit.cluster import (
@@ -32,6 +32,7 @@ Scenario = Callable[..., list[Row]]
 SCENARIOS: dict[str, Scenario] = {
     "forwarding": forwarding.run,
     "issuance": issuance.run,
+    "scaling": scaling.run,
     "identity": identity_bench.run,
     "settle-direct": settlement.run_direct,
     "journey": settlement.run_journey,
