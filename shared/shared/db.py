@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from starlette.responses import Response
 
-from shared.problems import problem_response
+from shared.problems import ServiceUnavailableError, problem_response
 
 logger = logging.getLogger("shared.db")
 
@@ -59,8 +59,12 @@ def make_engine(
 ) -> AsyncEngine:
     """An async engine for ``url`` (``postgresql+asyncpg://`` or ``sqlite+aiosqlite://``).
 
-    PostgreSQL sessions get a ``statement_timeout``; SQLite gets WAL, foreign keys
-    and a busy timeout so that the embedded default behaves under concurrent use.
+    PostgreSQL sessions get a ``statement_timeout``, and the driver a client-side
+    ``command_timeout`` a second longer: the server cancels a slow statement itself, but
+    when the network swallows a statement (or its answer) no answer ever comes, and the
+    request would wait on it forever, holding its pooled connection (the network-fault
+    tests found this). SQLite gets WAL, foreign keys and a busy timeout so that the
+    embedded default behaves under concurrent use.
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
@@ -88,6 +92,7 @@ def make_engine(
                 "idle_in_transaction_session_timeout": str(max(statement_timeout_ms * 4, 60_000)),
             },
             "timeout": 5,
+            "command_timeout": statement_timeout_ms / 1000 + 1,
         },
     )
 
@@ -130,7 +135,40 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         else:
-            await session.commit()
+            await commit(session)
+
+
+# Every exception class the driver layers raise (SQLAlchemy's, the adapter's, asyncpg's).
+DRIVER_ERRORS: tuple[type[Exception], ...] = (
+    DBAPIError,
+    PoolTimeoutError,
+    AsyncAdapt_asyncpg_dbapi.Error,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+# What a database call may raise when the database is out of reach (the driver's command
+# timeout included: a peer call's timeout is a 504 problem already, shared.http).
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *DRIVER_ERRORS)
+
+
+async def commit(session: AsyncSession) -> None:
+    """Commit the request's transaction; raises 503 if the connection fails during COMMIT.
+
+    Then the outcome is unknown: the server may have committed and only its answer was lost
+    (the network-fault tests produce exactly that). The problem says so instead of "nothing
+    was written", so that a client repeats the request only with its Idempotency-Key, or
+    after checking. Any other failure (a deferred constraint) is re-raised as it is.
+    """
+    try:
+        await session.commit()
+    except UNAVAILABLE_ERRORS as exc:
+        if not (isinstance(exc, TimeoutError) or is_connection_error(exc)):
+            raise
+        raise ServiceUnavailableError(
+            "The database connection failed while committing: the request may or may not "
+            "have been applied. Retry with the same Idempotency-Key, or check first.",
+            headers={"Retry-After": "1"},
+        ) from exc
 
 
 _AFTER_COMMIT = "essc_after_commit"
@@ -242,6 +280,14 @@ def is_connection_error(exc: BaseException) -> bool:
 
 
 async def _handle_db_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, TimeoutError):
+        # The driver's command timeout: the statement (even a COMMIT) may or may not have run.
+        return problem_response(
+            503,
+            detail="The database did not answer in time. Retry shortly.",
+            instance=request.url.path,
+            headers={"Retry-After": "1"},
+        )
     if is_connection_error(exc):
         return problem_response(
             503,
@@ -254,17 +300,11 @@ async def _handle_db_error(request: Request, exc: Exception) -> Response:
 
 
 def install_db_error_handler(app: FastAPI) -> None:
-    """Render lost connections, pool timeouts and cancelled statements as 503 problems.
+    """Render lost connections, pool and command timeouts, cancelled statements as 503s.
 
     Also the errors that reach a handler unwrapped by SQLAlchemy: the asyncpg adapter's
     (``BEGIN`` sent by :func:`driver_connection`) and asyncpg's own (statements on the
     driver connection). Before, a connection lost there was a 500 (issue 7, network faults).
     """
-    for exc_class in (
-        DBAPIError,
-        PoolTimeoutError,
-        AsyncAdapt_asyncpg_dbapi.Error,
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-    ):
+    for exc_class in UNAVAILABLE_ERRORS:
         app.add_exception_handler(exc_class, _handle_db_error)

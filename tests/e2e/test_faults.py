@@ -40,7 +40,10 @@ DEADLINE = 2.5  # the gateway's upstream deadline in these tests (GATEWAY_UPSTRE
 MARGIN = 2.0  # what "answered within the deadline" allows on a loaded two-core machine
 THRESHOLD = 3  # consecutive failures that open a replica's breaker
 OPEN_SECONDS = 2.0
+STATEMENT_TIMEOUT = 2.0  # settlement's statement_timeout; its driver gives up a second later
+COMMAND_TIMEOUT = STATEMENT_TIMEOUT + 1
 ENV = {
+    "SETTLEMENT_DB_STATEMENT_TIMEOUT_MS": str(int(STATEMENT_TIMEOUT * 1000)),
     "GATEWAY_UPSTREAM_TIMEOUT_SECONDS": str(DEADLINE),
     "GATEWAY_BREAKER_FAILURE_THRESHOLD": str(THRESHOLD),
     "GATEWAY_BREAKER_OPEN_SECONDS": str(OPEN_SECONDS),
@@ -60,6 +63,10 @@ class Faulty:
     @property
     def cluster(self) -> Cluster:
         return self.seeded.cluster
+
+    @property
+    def database_name(self) -> str:
+        return urlsplit(self.cluster.db_urls["settlement"]).path.lstrip("/")
 
     def sql(self, query: str, *args: Any) -> Any:
         """One value from settlement's database, over a direct connection (not the proxy)."""
@@ -216,6 +223,7 @@ def test_upstream_latency_beyond_the_deadline_is_a_504_within_it(net: Faulty) ->
 
 
 def test_slow_drip_upstream_is_a_504_within_the_deadline(net: Faulty) -> None:
+    # One byte every 50 ms, both ways: the request trickles in, the answer trickles out.
     net.upstream.set("drip", drip_bytes=1, drip_interval=0.05)
     resp, took = _timed(net.read)
     _assert_problem(resp, 504)
@@ -243,6 +251,7 @@ def test_blackholed_upstream_opens_the_breaker_then_closes_when_it_returns(net: 
     while net.breaker() == 2:  # open until OPEN_SECONDS passed, then one trial is let through
         assert time.monotonic() < deadline
         time.sleep(0.1)
+    assert net.breaker() == 1  # half-open: the next request is the trial
     assert net.read().status_code == 200
     assert net.breaker() == 0
 
@@ -284,7 +293,7 @@ def _in_write_transaction(net: Faulty) -> bool:
         net.sql(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
             " AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()",
-            net.sql("SELECT current_database()"),
+            net.database_name,
         )
     )
 
@@ -322,7 +331,6 @@ def test_postgres_terminating_backends_mid_transaction_is_a_503_and_the_pool_rec
     quotes = [net.new_quote(i) for i in range(len(ecards))]  # one per holder: no stale quotes
     keys = [secrets.token_hex(8) for _ in quotes]
     before = net.assert_books_whole()
-    database = urlsplit(net.cluster.db_urls["settlement"]).path.lstrip("/")
     # Round trips slowed so that every transaction is open when the backends are terminated.
     net.database.set("latency", latency=0.1)
     settled: dict[int, httpx.Response] = {}
@@ -343,7 +351,7 @@ def test_postgres_terminating_backends_mid_transaction_is_a_503_and_the_pool_rec
         terminated += net.sql(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = $1 AND pid <> pg_backend_pid()) t",
-            database,
+            net.database_name,
         )
         time.sleep(0.25)
     for thread in settlers + readers:
@@ -373,3 +381,30 @@ def test_postgres_terminating_backends_mid_transaction_is_a_503_and_the_pool_rec
         assert net.sql("SELECT count(*) FROM ledger_tx WHERE ref = $1", sid) == 1
     after = net.assert_books_whole()
     assert after["settlements"] == before["settlements"] + len(quotes)
+
+
+def _settlement_answers(net: Faulty, status: int) -> float:
+    """How many reads settlement itself answered with ``status`` (its own /metrics)."""
+    text = httpx.get(net.cluster.url("settlement") + "/metrics", timeout=10).text
+    labels = ('method="GET"', 'route="/v1/settlements/{settlement_id}"', f'status="{status}"')
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("essc_http_requests_total{") and all(x in line for x in labels)
+    )
+
+
+def test_blackholed_database_ends_in_a_503_not_a_hang_and_the_pool_recovers(net: Faulty) -> None:
+    answered = _settlement_answers(net, 503)
+    net.database.set("blackhole")
+    resp, took = _timed(net.read)
+    _assert_problem(resp, 504)  # the gateway's deadline comes first
+    assert took < DEADLINE + MARGIN, took
+    net.database.set("pass")
+    # The statement was swallowed: no answer will ever come on that connection. Settlement
+    # gives up after its client-side command timeout instead of holding the request forever.
+    deadline = time.monotonic() + COMMAND_TIMEOUT + 15
+    while _settlement_answers(net, 503) == answered:
+        assert time.monotonic() < deadline, "settlement still waits on the swallowed statement"
+        time.sleep(0.2)
+    assert [net.read().status_code for _ in range(5)] == [200] * 5

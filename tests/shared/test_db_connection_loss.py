@@ -1,18 +1,24 @@
-"""A database connection lost under raw driver use is a 503 problem, and the pool recovers.
+"""Database faults at the request's unit of work: 503 problems, honest ones, and a pool that
+recovers (found by the network-fault tests, tests/e2e/test_faults.py).
 
-The hot paths send statements on the asyncpg connection itself (``driver_connection``):
-there, SQLAlchemy does not wrap the error. The network-fault tests (tests/e2e/test_faults.py)
-found a settlement answered 500 when its connection died at the ``BEGIN`` that
-``driver_connection`` sends through the adapter. These tests kill the request's own
-backend with ``pg_terminate_backend`` at each such point, deterministically.
+- The hot paths send statements on the asyncpg connection itself (``driver_connection``),
+  where SQLAlchemy does not wrap the error: a connection lost at the ``BEGIN`` it sends was a
+  500. The request's own backend is killed with ``pg_terminate_backend`` at each such point.
+- A statement whose answer never comes (the network swallowed it) held the request forever:
+  now the driver's command timeout ends it as a 503.
+- A connection lost during COMMIT, after the server committed (a fault proxy cuts the answer),
+  was a 503 saying "nothing was written": now it says the outcome is unknown.
+- Under SQLAlchemy's adapter, connection errors are told by their SQLSTATE.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -24,6 +30,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from devkit.faultproxy import ThreadedFaultProxy
 from shared.app import build_service_app
 from shared.db import driver_connection, is_connection_error, request_session
 from shared.settings import ServiceSettings
@@ -59,7 +66,7 @@ async def _terminate(database: str, pid: int) -> None:
         await conn.close()
 
 
-def _app(database: str, keys: Path) -> Any:
+def _app(database: str, keys: Path, *, statement_timeout_ms: int = 5000) -> Any:
     router = APIRouter()
 
     async def own_pid(session: AsyncSession) -> int:
@@ -83,12 +90,26 @@ def _app(database: str, keys: Path) -> Any:
         await conn.execute("INSERT INTO item (k) VALUES (3)")
         return {"status": "written"}
 
+    @router.post("/v1/unanswered")
+    async def unanswered(session: Session) -> dict[str, str]:
+        # No server-side limit for this one statement: only the driver's own timeout is left,
+        # as when the network swallows a statement and no answer ever comes.
+        await session.execute(text("SET LOCAL statement_timeout = 0"))
+        await session.execute(text("INSERT INTO item (k) VALUES (4)"))
+        await session.execute(text("SELECT pg_sleep(30)"))
+        return {"status": "written"}
+
     @router.post("/v1/fine")
     async def fine(session: Session) -> dict[str, str]:
         await session.execute(text("INSERT INTO item (k) VALUES (7)"))
         return {"status": "written"}
 
-    settings = ServiceSettings(database_url=async_url(database), keys_dir=keys, environment="test")
+    settings = ServiceSettings(
+        database_url=async_url(database),
+        keys_dir=keys,
+        environment="test",
+        db_statement_timeout_ms=statement_timeout_ms,
+    )
     return build_service_app(
         settings=settings,
         service="probe",
@@ -118,6 +139,81 @@ async def test_a_lost_connection_under_raw_driver_use_is_a_503_and_the_pool_reco
     conn = await asyncpg.connect(server_url() + "/" + database)
     try:
         assert [r["k"] for r in await conn.fetch("SELECT k FROM item ORDER BY k")] == [7, 7, 7]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio
+async def test_a_statement_never_answered_ends_at_the_driver_timeout_as_a_503(
+    database: str, tmp_path: Path
+) -> None:
+    # statement_timeout 200 ms → the driver's command timeout 1.2 s (was: none, wait forever).
+    app = _app(database, tmp_path / "keys", statement_timeout_ms=200)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            hung = await asyncio.wait_for(client.post("/v1/unanswered"), timeout=15)
+            after = [await client.post("/v1/fine") for _ in range(3)]
+    assert hung.status_code == 503, hung.text
+    assert hung.headers["content-type"] == "application/problem+json"
+    assert hung.json()["detail"] == "The database did not answer in time. Retry shortly."
+    assert [r.status_code for r in after] == [200, 200, 200]
+    conn = await asyncpg.connect(server_url() + "/" + database)
+    try:
+        assert [r["k"] for r in await conn.fetch("SELECT k FROM item ORDER BY k")] == [7, 7, 7]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio
+async def test_a_commit_whose_answer_is_lost_is_a_503_that_does_not_claim_nothing_was_written(
+    database: str, tmp_path: Path
+) -> None:
+    pg = urlsplit(async_url(database))
+    with ThreadedFaultProxy(pg.hostname or "127.0.0.1", pg.port or 5432) as proxy:
+        router = APIRouter()
+
+        @router.post("/v1/ambiguous")
+        async def ambiguous(session: Session) -> dict[str, str]:
+            await session.execute(text("INSERT INTO item (k) VALUES (5)"))
+            # The COMMIT sent after this return reaches the server after 0.5 s; its answer
+            # would come back after 1 s, but the connection is reset at 0.75 s.
+            proxy.set("latency", latency=0.5)
+            threading.Timer(0.75, proxy.reset_all).start()
+            return {"status": "written"}
+
+        @router.post("/v1/fine")
+        async def fine(session: Session) -> dict[str, str]:
+            await session.execute(text("INSERT INTO item (k) VALUES (7)"))
+            return {"status": "written"}
+
+        behind = pg._replace(netloc=f"{pg.username}@127.0.0.1:{proxy.port}").geturl()
+        settings = ServiceSettings(database_url=behind, keys_dir=tmp_path, environment="test")
+        app: Any = build_service_app(
+            settings=settings,
+            service="probe",
+            title="probe",
+            description="probe",
+            key_purposes=(),
+            routers=[router],
+        )
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                lost = await client.post("/v1/ambiguous")
+                proxy.set("pass")
+                after = [await client.post("/v1/fine") for _ in range(3)]
+    assert lost.status_code == 503, lost.text
+    assert lost.headers["content-type"] == "application/problem+json"
+    assert "may or may not have been applied" in lost.json()["detail"]
+    assert "nothing was written" not in lost.text
+    assert [r.status_code for r in after] == [200, 200, 200]
+    conn = await asyncpg.connect(server_url() + "/" + database)
+    try:
+        # It was applied: "nothing was written" (the answer before) would have been false.
+        assert [r["k"] for r in await conn.fetch("SELECT k FROM item ORDER BY k")] == [5, 7, 7, 7]
     finally:
         await conn.close()
 
