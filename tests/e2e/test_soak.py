@@ -176,7 +176,7 @@ KINDS = (
 @pytest.mark.slow
 def test_a_short_soak_passes_every_check(tmp_path: Path) -> None:
     out = tmp_path / "soak"
-    code = main(["--seconds", "20", "--warmup", "5", "--workers", "6", "--holders", "50",
+    code = main(["--seconds", "15", "--warmup", "4", "--workers", "6", "--holders", "50",
                  "--out", str(out)])  # fmt: skip
     report = json.loads((out / "latest.json").read_text())
     failed = [v for v in report["verdicts"] if not v["ok"]]

@@ -17,6 +17,7 @@ from issuance.hotdb import HotDb
 from issuance.ratelimit import QrRateLimiter
 from shared.app import Runtime
 from shared.fieldcrypto import DataKeys, load_data_keys
+from shared.kdf import KdfPool
 from shared.metrics import Metrics
 from shared.tokens.jwks import JwksCache
 from shared.wire import ClientInfo
@@ -92,6 +93,7 @@ class IssuanceContext:
     metrics: IssuanceMetrics
     clients: ClientInfoCache
     hotdb: HotDb
+    kdf: KdfPool
     relay_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -117,6 +119,7 @@ async def build_context(
         limiter=QrRateLimiter(settings.qr_rate_limit, settings.redis_url),
         metrics=app.state.issuance_metrics,
         clients=ClientInfoCache(settings.client_cache_seconds),
+        kdf=KdfPool(settings.kdf_threads),
         hotdb=await HotDb.open(
             runtime.db,
             settings.database_url,

@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"soak: {cfg.seconds:g} s, {cfg.workers} workers, seed {cfg.seed} ...", flush=True)
     report = run(cfg)
-    print(render(report))
     path = write(report, args.out)
+    print(render(report))
     print(f"soak: wrote {path}; {'all checks passed' if report['ok'] else 'CHECKS FAILED'}")
     return 0 if report["ok"] else 1
 

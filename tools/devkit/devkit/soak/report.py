@@ -53,6 +53,12 @@ def render(report: dict[str, Any]) -> str:
             "non-2xx seen: "
             + "; ".join(f"{k} ({v or 'no type'})" for k, v in report["unexpected_statuses"].items())
         )
+    phases = report.get("phases_s", {})
+    lines.append(
+        "wall time: "
+        + ", ".join(f"{k} {v:g} s" for k, v in phases.items())
+        + f" (of which holders imported and their accounts opened {report['holders_import_s']:g} s)"
+    )
     lines.append("")
     for v in report["verdicts"]:
         mark = "PASS" if v["ok"] else "FAIL"
