@@ -153,6 +153,13 @@ async def driver_connection(session: AsyncSession) -> Any:
     return driver
 
 
+# SQLSTATE classes meaning "no usable connection", not "this statement was wrong": 08
+# connection exception, 53 insufficient resources (53300: the server's or the role's
+# connection limit, seen when replicas and their pools outgrow max_connections), 57P
+# operator intervention (shutdown, cannot connect now). Nothing was written: 503, retry.
+_CONNECTION_SQLSTATES = ("08", "53", "57P")
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """True for failures of the database connection itself (not of a statement's logic)."""
     if isinstance(exc, PoolTimeoutError | ConnectionError | OSError):
@@ -164,6 +171,11 @@ def is_connection_error(exc: BaseException) -> bool:
             return True
         orig = getattr(exc, "orig", None)
         name = type(orig).__name__ if orig is not None else ""
+        sqlstate = getattr(orig, "sqlstate", None) or getattr(
+            getattr(orig, "__cause__", None), "sqlstate", None
+        )
+        if isinstance(sqlstate, str) and sqlstate.startswith(_CONNECTION_SQLSTATES):
+            return True
         return (
             name
             in {

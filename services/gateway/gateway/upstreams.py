@@ -116,6 +116,11 @@ class UpstreamPool:
                 return i
         return None
 
+    def failover_order(self) -> list[Replica]:
+        """Every replica, those whose breaker is closed first (the gateway's own GETs:
+        disabled clients, OpenAPI). Breakers are only read here."""
+        return sorted(self.replicas, key=lambda r: r.breaker.state is not BreakerState.CLOSED)
+
     def state(self) -> BreakerState:
         """The pool's worst-case view: open only when every replica is open."""
         states = [r.breaker.state for r in self.replicas]
