@@ -60,7 +60,7 @@ BILL = [
     {"code": "A1", "name": "ward day", "category": "A", "quantity": "1", "unit_price": "30.00"},
     {"code": "C1", "name": "single room", "category": "C", "quantity": "1", "unit_price": "8.00"},
 ]
-WORKERS = 4
+WORKERS = 3
 
 
 def _redis_reachable(url: str) -> bool:
@@ -422,7 +422,7 @@ async def test_sigkill_of_a_replica_under_load_costs_only_its_in_flight_requests
                 return state >= 1
 
             opened_at = await _wait_for(breaker_open, timeout=10)
-            await asyncio.sleep(max(0.0, dead_at + 3.0 - time.monotonic()))
+            await asyncio.sleep(max(0.0, dead_at + 2.0 - time.monotonic()))
         finally:
             load.stop.set()
             await asyncio.gather(*workers)
@@ -442,7 +442,7 @@ async def test_sigkill_of_a_replica_under_load_costs_only_its_in_flight_requests
     )
     assert not stray, stray  # no 5xx but for requests in flight at the kill
     assert not unexpected, unexpected
-    assert len(after_kill) >= 20, len(after_kill)  # the stream went on, on the other replica
+    assert len(after_kill) >= 10, len(after_kill)  # the stream went on, on the other replica
     assert len(held) <= WORKERS
     assert opened_at - kill_sent < 5.0  # the gateway stopped sending to it within seconds
     # Nothing half-committed: every settlement a client was answered is in the books once,
@@ -475,3 +475,94 @@ async def test_sigkill_of_a_replica_under_load_costs_only_its_in_flight_requests
             return served > 0
 
         await _wait_for(victim_serves, timeout=20)
+
+
+# --- 4. limits and revocations are shared, not per process ---------------------------------
+
+
+@pytest.mark.asyncio
+async def test_verification_limit_per_id_number_holds_across_identity_replicas(
+    rep: Replicated,
+) -> None:
+    """The per-ID-number budget is counted in Redis: split over two processes, the fourth
+    attempt is still refused (in process memory each would have seen two of the limit three)."""
+    c, seeded = rep.cluster, rep.seeded
+    holder = seeded.holders[WORKERS]  # never verified before
+    details = {k: holder[k] for k in ("name", "id_number", "card_number", "phone")}
+    names = c.processes("identity")
+    before = {n: requests_served(c, n, "/v1/verifications") for n in names}
+    async with httpx.AsyncClient(base_url=seeded.url, timeout=30) as http:
+        answers = [
+            await http.post("/v1/verifications", json=details, headers=seeded.auth("partner_app"))
+            for _ in range(PER_ID_NUMBER + 1)
+        ]
+    codes = [r.status_code for r in answers]
+    assert codes == [201] * PER_ID_NUMBER + [429], [r.text for r in answers]
+    assert answers[-1].headers["content-type"] == "application/problem+json"
+    assert int(answers[-1].headers["retry-after"]) >= 1
+    served = {n: requests_served(c, n, "/v1/verifications") - before[n] for n in names}
+    assert sum(served.values()) == PER_ID_NUMBER + 1, served
+    assert all(0 < v < PER_ID_NUMBER + 1 for v in served.values()), served
+
+
+@pytest.mark.asyncio
+async def test_a_disabled_client_is_refused_whichever_identity_replica_answers(
+    rep: Replicated,
+) -> None:
+    """Disabling is a row in identity's database. A client disabled on one identity process
+    gets no token from the other, and the gateway refuses its live token within seconds; with
+    the first identity process dead, a client disabled on the second is refused all the same
+    (the gateway's revocation feed is not tied to one process). Runs last: it kills one."""
+    c, seeded = rep.cluster, rep.seeded
+    one, two = c.processes("identity")
+    form = {"grant_type": "client_credentials"}
+    ops = internal_auth(c, seeded.client("ops"), "ops", "identity")
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        async def live_token(entry: dict[str, Any]) -> dict[str, str]:
+            basic = (entry["client_id"], entry["client_secret"])
+            for name in (one, two):
+                got = await http.post(c.url(name) + "/oauth/token", data=form, auth=basic)
+                assert got.status_code == 200, got.text
+            token = {"Authorization": "Bearer " + got.json()["access_token"]}
+            assert (await http.get(probe, headers=token)).status_code == 404  # let through
+            return token
+
+        async def refused_within_seconds(token: dict[str, str]) -> float:
+            async def refused() -> bool:
+                resp = await http.get(probe, headers=token)
+                assert resp.status_code in (401, 404), resp.text
+                return resp.status_code == 401
+
+            disabled_at = time.monotonic()
+            return await _wait_for(refused, timeout=10) - disabled_at
+
+        probe = seeded.url + "/v1/settlements/st_none"
+        first, second = seeded.client("hospital", 1), seeded.client("hospital", 2)
+        token, token2 = await live_token(first), await live_token(second)
+
+        # Disabled on the first process: the second refuses it a token, the gateway its token.
+        resp = await http.post(
+            f"{c.url(one)}/v1/admin/clients/{first['client_id']}/disable",
+            headers={"Authorization": ops},
+        )
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["status"] == "disabled"
+        late = await refused_within_seconds(token)
+        basic = (first["client_id"], first["client_secret"])
+        got = await http.post(c.url(two) + "/oauth/token", data=form, auth=basic)
+        assert got.status_code == 401, got.text
+        assert got.json()["error"] == "invalid_client"
+
+        # The first identity process dies; a client disabled through the gateway (so on the
+        # second) is still refused by the gateway within seconds.
+        proc = c.procs[one].popen
+        proc.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(proc.wait, 10)
+        resp = await http.post(
+            f"{seeded.url}/v1/admin/clients/{second['client_id']}/disable",
+            headers=seeded.auth("ops"),
+        )
+        assert resp.status_code == 200, resp.text
+        later = await refused_within_seconds(token2)
+    print(f"\nreplicas: disabled clients refused {late:.2f}s and {later:.2f}s after")
