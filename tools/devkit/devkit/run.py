@@ -110,25 +110,39 @@ e-SSC is running (logs in {var_dir}/logs, data in {var_dir}).
   API docs             : {gw}/docs   (OpenAPI: {gw}/openapi.json)
   Service docs         : {cluster.url("identity")}/docs (identity), {cluster.url("issuance")}/docs
                          (issuance), {cluster.url("settlement")}/docs (settlement)
-  Demo clients         : {var_dir}/demo-clients.json
+  Demo clients         : {var_dir}/demo-clients.json{_replica_lines(cluster)}
 Press Ctrl-C to stop.""",
         flush=True,
     )
+    exited: set[str] = set()
     try:
         while not stopping:
-            for part in PARTS:
-                proc = cluster.procs.get(part)
-                if proc is not None and proc.popen.poll() is not None:
+            # Every process, replicas included; the cluster stops once a part has none left
+            # (one replica dying is what REPLICAS=2 is for: the others keep serving).
+            for name, proc in list(cluster.procs.items()):
+                if name not in exited and proc.popen.poll() is not None:
+                    exited.add(name)
                     print(
-                        f"e-SSC: {part} exited unexpectedly:\n{cluster.tail(part)}", file=sys.stderr
+                        f"e-SSC: {name} exited unexpectedly ({proc.popen.returncode}):\n"
+                        f"{cluster.tail(name)}",
+                        file=sys.stderr,
                     )
-                    stopping = True
+            if any(set(cluster.processes(part)) <= exited for part in PARTS):
+                stopping = True
             time.sleep(0.3)
     finally:
         print("\ne-SSC: stopping ...", flush=True)
         codes = cluster.stop()
         print("e-SSC: stopped (" + ", ".join(f"{k}={v}" for k, v in codes.items()) + ")")
     return 0
+
+
+def _replica_lines(cluster: Cluster) -> str:
+    """The further replicas' addresses, when there are any (the gateway balances over them)."""
+    extra = [
+        f"{name} {cluster.url(name)}" for part in SERVICES for name in cluster.processes(part)[1:]
+    ]
+    return "\n  Further replicas     : " + ", ".join(extra) if extra else ""
 
 
 def _post_start_hook() -> Callable[[Cluster], None] | None:
