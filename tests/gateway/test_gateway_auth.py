@@ -410,3 +410,26 @@ async def test_a_dead_first_identity_replica_stops_neither_tokens_nor_revocation
         status = (await gw.post("/v1/scans", headers=bearer(token))).status_code
     assert status == 401
     assert (await gw.get("/.well-known/jwks.json")).json()["keys"]
+
+
+async def test_an_abandoned_trial_does_not_keep_a_replica_out(
+    stub: Stub, make_gateway: Any
+) -> None:
+    """The half-open trial request's client goes away mid-request: the trial slot is freed,
+    so the recovered replica is tried again and serves (no 503 for ever after)."""
+    gw = await make_gateway(breaker_failure_threshold=2, breaker_open_seconds=0.3)
+    token = access_token(stub, ClientKind.SCANNER)
+    stub.up = False
+    assert [(await gw.post("/v1/scans", headers=bearer(token))).status_code for _ in range(2)] == [
+        502,
+        502,
+    ]
+    stub.up, stub.delay = True, 1.0
+    await asyncio.sleep(0.4)  # half-open: the next request is the trial
+    trial = asyncio.create_task(gw.post("/v1/scans", headers=bearer(token)))
+    await asyncio.sleep(0.2)
+    trial.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await trial
+    stub.delay = 0.0
+    assert (await gw.post("/v1/scans", headers=bearer(token))).status_code == 200

@@ -62,6 +62,12 @@ class Breaker:
         self.opened_at = None
         self.trial_in_flight = False
 
+    def abandon(self) -> None:
+        """The request ended with no verdict on the replica (the caller went away, or an error
+        of ours): count nothing, but free the half-open trial slot, or no request would ever
+        be let through again and a recovered replica would stay out of rotation."""
+        self.trial_in_flight = False
+
     def failure(self) -> None:
         self.trial_in_flight = False
         self.failures += 1
