@@ -89,8 +89,10 @@ def test_replicas_starting_together_agree_on_one_set_of_data_keys(tmp_path: Path
     """Two processes of a service starting at once on a fresh key directory (``make run
     REPLICAS=2``) must end with the same keys, or one could not read the other's rows. Eight
     processes released together, a few rounds: every one loads, and all load the same keys."""
-    ctx = multiprocessing.get_context("fork")
+    # forkserver: children forked from a clean server, not from this threaded test process.
+    ctx = multiprocessing.get_context("forkserver")
     outcomes: list[set[str]] = []
+    ctx.set_forkserver_preload(["shared.fieldcrypto"])
     with ctx.Manager() as manager, ctx.Pool(8) as pool:
         for round_ in range(12):
             barrier = manager.Barrier(8)
