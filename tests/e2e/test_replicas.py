@@ -390,14 +390,24 @@ async def _wait_for(check: Callable[[], Awaitable[bool]], timeout: float) -> flo
     return time.monotonic()
 
 
+# The killed process; a route it serves in the load (warm-up); a GET that shows it back.
+KILLS = {
+    "settlement-2": ("/v1/settlements", "/v1/settlements/{settlement_id}"),
+    "issuance-2": ("/v1/scans", "/v1/ecards/{ecard_id}"),
+}
+
+
+@pytest.mark.parametrize("victim", list(KILLS))
 @pytest.mark.asyncio
 async def test_sigkill_of_a_replica_under_load_costs_only_its_in_flight_requests(
-    rep: Replicated,
+    rep: Replicated, victim: str
 ) -> None:
+    """Issuance's death also reaches settlement, which resolves settlement tokens there."""
     c = rep.cluster
-    victim = "settlement-2"
+    upstream = victim.split("-", 1)[0]
+    warm_route, back_route = KILLS[victim]
     settlements_before = await pg(rep, "settlement", "SELECT count(*) FROM settlement")
-    errors_before = gateway_metric(c, "essc_gateway_upstream_errors_total", upstream="settlement")
+    errors_before = gateway_metric(c, "essc_gateway_upstream_errors_total", upstream=upstream)
     async with httpx.AsyncClient(base_url=rep.seeded.url, timeout=30) as http:
         load = Load(rep, http)
         workers = [asyncio.create_task(load.worker(e)) for e in rep.ecards[:WORKERS]]
@@ -405,7 +415,7 @@ async def test_sigkill_of_a_replica_under_load_costs_only_its_in_flight_requests
             # Warm: both settlement processes are settling before the kill.
             await _wait_for(
                 lambda: asyncio.to_thread(
-                    lambda: requests_served(c, victim, "/v1/settlements") >= 3
+                    lambda: requests_served(c, victim, warm_route) >= 3
                 ),
                 timeout=30,
             )
@@ -417,7 +427,7 @@ async def test_sigkill_of_a_replica_under_load_costs_only_its_in_flight_requests
 
             async def breaker_open() -> bool:
                 state = await asyncio.to_thread(
-                    gateway_metric, c, "essc_gateway_breaker_state", upstream="settlement"
+                    gateway_metric, c, "essc_gateway_breaker_state", upstream=upstream
                 )
                 return state >= 1
 
@@ -433,9 +443,10 @@ async def test_sigkill_of_a_replica_under_load_costs_only_its_in_flight_requests
     held = [x for x in failed if x.started < dead_at and x.ended > kill_sent]
     stray = [x for x in failed if x not in held]
     unexpected = [x for x in load.calls if x.status is not None and 400 <= x.status < 500]
-    errors = gateway_metric(c, "essc_gateway_upstream_errors_total", upstream="settlement")
+    errors = gateway_metric(c, "essc_gateway_upstream_errors_total", upstream=upstream)
     print(
-        f"\nreplicas: {len(load.calls)} requests, {len(after_kill)} after the kill; "
+        f"\nreplicas: {victim} killed: {len(load.calls)} requests, "
+        f"{len(after_kill)} after the kill; "
         f"{len(held)} failed in flight at the kill ({[(x.what, x.status) for x in held]}); "
         f"breaker open {opened_at - kill_sent:.3f}s after SIGKILL; "
         f"gateway upstream errors {errors - errors_before:.0f}; {len(load.settled)} settled"
@@ -464,14 +475,13 @@ async def test_sigkill_of_a_replica_under_load_costs_only_its_in_flight_requests
     c.start([victim])
     c.wait_ready([victim], timeout=60)
     async with httpx.AsyncClient(base_url=rep.seeded.url, timeout=30) as http:
-        hospital = rep.seeded.auth("hospital")
+        path = back_route.format(settlement_id=ids[0], ecard_id=rep.ecards[0])
+        caller = rep.seeded.auth("hospital" if upstream == "settlement" else "partner_app")
 
         async def victim_serves() -> bool:
-            resp = await http.get(f"/v1/settlements/{ids[0]}", headers=hospital)
+            resp = await http.get(path, headers=caller)
             assert resp.status_code == 200, resp.text
-            served = await asyncio.to_thread(
-                requests_served, c, victim, "/v1/settlements/{settlement_id}", "GET"
-            )
+            served = await asyncio.to_thread(requests_served, c, victim, back_route, "GET")
             return served > 0
 
         await _wait_for(victim_serves, timeout=20)
