@@ -414,9 +414,7 @@ async def test_sigkill_of_a_replica_under_load_costs_only_its_in_flight_requests
         try:
             # Warm: both settlement processes are settling before the kill.
             await _wait_for(
-                lambda: asyncio.to_thread(
-                    lambda: requests_served(c, victim, warm_route) >= 3
-                ),
+                lambda: asyncio.to_thread(lambda: requests_served(c, victim, warm_route) >= 3),
                 timeout=30,
             )
             proc = c.procs[victim].popen
