@@ -232,9 +232,12 @@ async def driver_connection(session: AsyncSession) -> Any:
     return driver
 
 
-# The server or the connection, not the statement: admin/crash shutdown, cannot connect now,
-# too many connections, a cancelled statement (statement_timeout); and SQLSTATE class 08.
-_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "57014"})
+# The server or the connection, not the statement: SQLSTATE classes 08 (connection
+# exception), 53 (insufficient resources: 53300 is the connection limit, seen when replicas
+# and their pools outgrow max_connections), 57P (shutdown, cannot connect now), and a
+# cancelled statement (57014, statement_timeout). Nothing was written: 503, retry.
+_CONNECTION_SQLSTATES = ("08", "53", "57P")
+_UNAVAILABLE_SQLSTATES = frozenset({"57014"})
 _CONNECTION_ERROR_NAMES = frozenset(
     {
         "ConnectionDoesNotExistError",
@@ -270,7 +273,7 @@ def is_connection_error(exc: BaseException) -> bool:
         ):
             return True
         sqlstate = str(getattr(err, "sqlstate", None) or "")
-        if sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES:
+        if sqlstate.startswith(_CONNECTION_SQLSTATES) or sqlstate in _UNAVAILABLE_SQLSTATES:
             return True
         if type(err).__name__ in _CONNECTION_ERROR_NAMES:
             return True

@@ -105,8 +105,12 @@ async def build_context(
         load_data_keys, settings.data_keys_path, create=not settings.is_production
     )
     identity_jwks = JwksCache(
-        # Any identity replica serves the same keys (a comma-separated list: use the first).
-        settings.identity_url.split(",", 1)[0].strip() + "/.well-known/jwks.json",
+        # Any identity replica serves the same keys: tried in turn, the first answer wins.
+        [
+            u.strip().rstrip("/") + "/.well-known/jwks.json"
+            for u in settings.identity_url.split(",")
+            if u.strip()
+        ],
         client=runtime.jwks_http,
         ttl=settings.jwks_cache_seconds,
         min_refresh_interval=settings.jwks_min_refresh_seconds,

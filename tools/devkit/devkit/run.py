@@ -194,15 +194,24 @@ def banner(cluster: Cluster, port_base: int | None) -> str:
     gw = cluster.url("gateway")
     var_dir = cluster.var_dir
     hint = "" if port_base is None else f"\n  (for the README's steps: export ESSC_GATEWAY={gw})"
+    replicas = _replica_lines(cluster)
     return f"""
 e-SSC is running (logs in {var_dir}/logs, data in {var_dir}).
   Public API (gateway) : {gw}{hint}
   API docs             : {gw}/docs   (OpenAPI: {gw}/openapi.json)
   Service docs         : {cluster.url("identity")}/docs (identity), {cluster.url("issuance")}/docs
                          (issuance), {cluster.url("settlement")}/docs (settlement)
-  Demo clients         : {var_dir}/demo-clients.json (holders: demo-holders.json)
+  Demo clients         : {var_dir}/demo-clients.json (holders: demo-holders.json){replicas}
   Try it               : README.md, "Quick start" (curl and jq, in another terminal)
 Press Ctrl-C to stop."""
+
+
+def _replica_lines(cluster: Cluster) -> str:
+    """The further replicas' addresses, when there are any (the gateway balances over them)."""
+    extra = [
+        f"{name} {cluster.url(name)}" for part in SERVICES for name in cluster.processes(part)[1:]
+    ]
+    return "\n  Further replicas     : " + ", ".join(extra) if extra else ""
 
 
 def _post_start_hook() -> Callable[[Cluster], None] | None:

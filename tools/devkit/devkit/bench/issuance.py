@@ -179,8 +179,13 @@ def run(cluster: Cluster, *, duration: int) -> list[Row]:
         # ask one at a time: wrk cycles over PAYERS e-cards (concurrent attempts on one card
         # would count as failures and lock it).
         from issuance.ecards.pin import hash_pin
+        from shared.kdf import KdfPool
 
-        pin_hash = asyncio.run(hash_pin(PIN, 14))
+        kdf = KdfPool(1)
+        try:
+            pin_hash = asyncio.run(hash_pin(PIN, 14, kdf))
+        finally:
+            kdf.close()
 
         async def payers() -> list[str]:
             return [
