@@ -315,7 +315,8 @@ class IdempotencyMiddleware:
     :class:`Idempotency`). Here the claim, the work and the stored answer are three
     short transactions instead: the claim commits first (so a concurrent retry sees
     it in flight → 409), the request runs, and a 2xx answer is stored (encrypted when
-    a cipher is given: it may hold tokens and masked personal data). A non-2xx answer
+    a cipher is given: it may hold tokens and masked personal data) before it is sent,
+    so that a retry made as soon as the answer arrives is a replay. A non-2xx answer
     releases the claim, so the retry runs afresh. If the process dies between the
     work's commit and storing the answer, the claim is taken over after 60 seconds
     and the request runs again: acceptable for these operations (a second QR code,
@@ -385,8 +386,11 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay_receive, captured)
         finally:
-            ok = captured.status is not None and 200 <= captured.status < 300
+            ok = captured.complete and captured.status is not None and 200 <= captured.status < 300
             await self._settle(runtime, client_id, key, captured if ok else None)
+        # Only now does a 2xx answer leave: a retry sent the moment the client has it must
+        # find the stored answer, not a claim still in flight (409).
+        await captured.release()
 
     async def _claim(
         self, runtime: Any, client_id: str, key: str, fp: bytes
@@ -477,13 +481,23 @@ class IdempotencyMiddleware:
 
 
 class _Capture:
-    """Passes a response through while keeping a copy of its status, type and body."""
+    """Keeps a copy of a response's status, type and body; holds a 2xx answer back until
+    :meth:`release` (after it is stored), passes any other straight through."""
 
     def __init__(self, send: Any) -> None:
         self._send = send
         self.status: int | None = None
         self.content_type = b"application/json"
         self.chunks: list[bytes] = []
+        self.complete = False
+        self._holding = False
+        self._held: list[Any] = []
+
+    async def release(self) -> None:
+        """Send what was held back."""
+        held, self._held = self._held, []
+        for message in held:
+            await self._send(message)
 
     @property
     def body(self) -> bytes:
@@ -495,8 +509,13 @@ class _Capture:
             for name, value in message.get("headers", []):
                 if name.lower() == b"content-type":
                     self.content_type = bytes(value)
+            self._holding = 200 <= self.status < 300
         elif message["type"] == "http.response.body":
             self.chunks.append(bytes(message.get("body", b"")))
+            self.complete = not message.get("more_body", False)
+        if self._holding:
+            self._held.append(message)
+            return
         await self._send(message)
 
 

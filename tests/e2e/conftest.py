@@ -1,26 +1,20 @@
-"""The observability tests (metrics scrape, trace) share one seeded cluster with tracing on."""
+"""One seeded cluster with tracing on for the package: the settlement journey (demo holder 0),
+the metrics scrape (holder 1) and the trace (holder 2) share it; starting and seeding a
+cluster is most of an end-to-end test's time."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
-from devkit.cluster import Cluster
 from support.cluster import pg_cluster
 from support.journey import ENV, seed_demo
-from support.otlp import Receiver, otlp_receiver
-
-
-@dataclass(frozen=True)
-class Observed:
-    cluster: Cluster
-    traces: Receiver
+from support.otlp import TracedCluster, otlp_receiver
 
 
 @pytest.fixture(scope="package")
-def observed(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Iterator[Observed]:
+def observed(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Iterator[TracedCluster]:
     """Four processes exporting spans to an in-test OTLP receiver; demo data seeded.
 
     A holder settles at most once a day before the risk rules flag it (a cheap, real alert).
@@ -34,5 +28,5 @@ def observed(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Iterator[
             "SETTLEMENT_LEDGER_CHECK_SECONDS": "1",
         }
         with pg_cluster(tmp_path_factory.mktemp("observed"), run_id + "o", extra_env=env) as c:
-            seed_demo(c, holders=4)
-            yield Observed(c, traces)
+            seed_demo(c)
+            yield TracedCluster(c, traces)

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devkit.cluster import PARTS
 from support.journey import BILL, PIN, Gateway, eventually
+from support.otlp import TracedCluster
 
 if importlib.util.find_spec("identity.seed") is None:
     pytest.skip("identity's seed-demo is not merged", allow_module_level=True)
@@ -97,8 +98,8 @@ def ids_in(values: Iterable[str], ids: Iterable[str]) -> list[str]:
     return [v for v in values for i in ids if i in v]
 
 
-def test_every_business_metric_counts_the_journey_exactly(observed: object) -> None:
-    cluster = observed.cluster  # type: ignore[attr-defined]
+def test_every_business_metric_counts_the_journey_exactly(observed: TracedCluster) -> None:
+    cluster = observed.cluster
     urls = {part: cluster.url(part) for part in PARTS}
     gw = CountingGateway(cluster)
     before = scrape(urls)
@@ -107,7 +108,7 @@ def test_every_business_metric_counts_the_journey_exactly(observed: object) -> N
     app = gw.auth(gw.entry("partner_app", 0))
     ops = gw.auth(gw.entry("ops"))
     hospital = gw.auth(gw.entry("hospital", 0))
-    holder = gw.holders[0]
+    holder = gw.holders[1]
     ecard = gw.ecard_with_payment(holder, app, ops)  # verification, e-card, PIN, payment
     card = gw.http.get(f"/v1/ecards/{ecard}", headers=app).json()
     issued_region = str(card["region_code"])

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import importlib.util
 import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from devkit.cluster import Cluster
-from support.cluster import pg_cluster
-from support.journey import BILL, ENV, Gateway, eventually, fen, seed_demo
+from support.journey import BILL, Gateway, eventually, fen
+from support.otlp import TracedCluster
 
 if importlib.util.find_spec("identity.seed") is None:
     # Until identity's demo seed and verification API are merged there is nothing to drive.
@@ -28,10 +27,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Iterator[Cluster]:
-    with pg_cluster(tmp_path_factory.mktemp("settlement-e2e"), run_id + "s", extra_env=ENV) as c:
-        seed_demo(c)
-        yield c
+def cluster(observed: TracedCluster) -> Cluster:
+    """The package's seeded cluster (tests/e2e/conftest.py), shared with the observability
+    tests; this journey uses the first demo holder, they use others."""
+    return observed.cluster
 
 
 def test_scan_quote_settle_reconcile_refund(cluster: Cluster) -> None:

@@ -366,10 +366,21 @@ async def test_breaker_opens_then_closes(stub: Stub, make_gateway: Any) -> None:
     assert fast.status_code == 503
     assert fast.headers["retry-after"] == "5"
     assert time.monotonic() - started < 0.5
+    # The metrics show it: the dropped connections, the refusal, the open breaker.
+    metrics = (await gw.get("/metrics")).text
+    assert 'essc_gateway_upstream_errors_total{kind="connection",upstream="issuance"} 2.0' in (
+        metrics
+    )
+    assert 'essc_gateway_upstream_errors_total{kind="breaker_open",upstream="issuance"} 1.0' in (
+        metrics
+    )
+    assert 'essc_gateway_breaker_state{upstream="issuance"} 2.0' in metrics
+    assert 'essc_gateway_breaker_state{upstream="settlement"} 0.0' in metrics
     stub.up = True
     await asyncio.sleep(0.6)
     assert (await gw.post("/v1/scans", headers=bearer(token))).status_code == 200
     assert (await gw.post("/v1/scans", headers=bearer(token))).status_code == 200
+    assert 'essc_gateway_breaker_state{upstream="issuance"} 0.0' in (await gw.get("/metrics")).text
 
 
 async def test_upstream_deadline_is_504_within_the_deadline(stub: Stub, make_gateway: Any) -> None:
@@ -381,6 +392,8 @@ async def test_upstream_deadline_is_504_within_the_deadline(stub: Stub, make_gat
     assert resp.status_code == 504
     assert resp.json()["detail"] == "The issuance service did not answer in time."
     assert time.monotonic() - started < 1.5
+    metrics = (await gw.get("/metrics")).text
+    assert 'essc_gateway_upstream_errors_total{kind="timeout",upstream="issuance"} 1.0' in metrics
 
 
 async def test_dead_replica_is_skipped(stub: Stub, make_gateway: Any) -> None:

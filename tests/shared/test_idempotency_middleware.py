@@ -149,9 +149,45 @@ async def test_replay_returns_the_stored_answer_once_executed(env: Any) -> None:
     assert again.headers["idempotency-replayed"] == "true"
     assert "idempotency-replayed" not in first.headers
     assert probe.calls == 1
+    assert "essc_idempotent_replays_total 1.0" in (await client.get("/metrics")).text
     # Without a key every POST runs.
     await client.post("/v1/things", json={"x": 1}, headers=headers(app, None))
     assert probe.calls == 2
+
+
+async def test_the_answer_is_stored_before_it_is_sent(env: Any) -> None:
+    """A client that retries the moment it has the answer gets a replay, not a 409."""
+    app, _client, _probe = env
+    sent = {**headers(app, "k-race"), "content-type": "application/json", "content-length": "8"}
+    stored_when_sent: list[object] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b'{"x": 3}', "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            async with app.state.runtime.db.engine.connect() as conn:
+                row = await conn.execute(
+                    text("SELECT status_code FROM idempotency_record WHERE key = 'k-race'")
+                )
+                stored_when_sent.append(row.scalar_one())
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/things",
+        "raw_path": b"/v1/things",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in sent.items()],
+        "client": ("127.0.0.1", 1),
+        "server": ("t", 80),
+    }
+    await app(scope, receive, send)
+    assert stored_when_sent == [201]
 
 
 async def test_keys_are_scoped_per_client(env: Any) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+
+from devkit.cluster import Cluster
 
 
 @dataclass(frozen=True)
@@ -85,17 +86,13 @@ class Receiver:
     def trace(self, trace_id: str) -> list[Span]:
         return [s for s in self.spans() if s.trace_id == trace_id]
 
-    def wait_for(self, trace_id: str, services: set[str], timeout: float = 30.0) -> list[Span]:
-        """The trace's spans once every one of ``services`` has sent some (deadline bound)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            spans = self.trace(trace_id)
-            if services <= {s.service for s in spans}:
-                return spans
-            assert time.monotonic() < deadline, (
-                f"trace {trace_id}: spans only from {sorted({s.service for s in spans})}"
-            )
-            time.sleep(0.1)
+
+@dataclass(frozen=True)
+class TracedCluster:
+    """A running cluster whose processes export their spans to ``traces``."""
+
+    cluster: Cluster
+    traces: Receiver
 
 
 @contextmanager
@@ -127,6 +124,7 @@ def otlp_receiver() -> Iterator[Receiver]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True  # closing does not wait for exporters' idle connections
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, name="otlp-receiver", daemon=True)
     thread.start()

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database
 from shared.problems import ServiceUnavailableError
+from shared.tracing import statement_span
 
 _PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 
@@ -57,11 +58,13 @@ class _PgTx:
         self.conn = conn
 
     async def fetchrow(self, sql: Sql, params: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        row = await self.conn.fetchrow(sql.pg, *sql.args(params))
+        with statement_span(sql.pg):  # traced like SQLAlchemy's statements (when on)
+            row = await self.conn.fetchrow(sql.pg, *sql.args(params))
         return None if row is None else dict(row)
 
     async def execute(self, sql: Sql, params: Mapping[str, Any]) -> None:
-        await self.conn.execute(sql.pg, *sql.args(params))
+        with statement_span(sql.pg):
+            await self.conn.execute(sql.pg, *sql.args(params))
 
 
 class _SaTx:
