@@ -372,8 +372,7 @@ def run_journey(cluster: Cluster, *, duration: int) -> list[Row]:
     extra = meter.breakdown(done)
     db_note = ""
     if end_lsn is not None and all(before.values()):
-        time.sleep(pgstats.STATS_LAG_SECONDS)
-        after = {svc: pgstats.snapshot(url) for svc, url in dbs.items()}
+        # The WAL first: a checkpoint on a busy server recycles the window's segments soon.
         start_lsn = next(b.lsn for b in before.values() if b is not None)
         wal = pgstats.wal_bytes(
             dbs["settlement"],
@@ -381,6 +380,8 @@ def run_journey(cluster: Cluster, *, duration: int) -> list[Row]:
             end_lsn,
             {svc: b.oid for svc, b in before.items() if b is not None},
         )
+        time.sleep(pgstats.STATS_LAG_SECONDS)
+        after = {svc: pgstats.snapshot(url) for svc, url in dbs.items()}
         notes = []
         for svc in dbs:
             b, a = before[svc], after[svc]
