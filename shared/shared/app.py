@@ -316,6 +316,8 @@ def build_service_app(
     """
     configure_logging(service, settings.log_level)
     metrics = Metrics(service)
+    if idempotency_table is not None:
+        metrics.idempotent_replays()  # exposed from the start, at 0
     purposes = tuple(dict.fromkeys((*key_purposes, INTERNAL_PURPOSE)))
 
     @asynccontextmanager

@@ -4,17 +4,22 @@ The per-request session commits exactly once, after the handler returns and
 before the response is sent (the dependency is declared with
 ``scope="function"``, so FastAPI runs its exit code before serialising and a
 failing commit becomes an error answer, never a success). Any exception rolls
-back. Connection-level failures render as 503 problems, not 500s.
+back. Connection-level failures render as 503 problems, not 500s, whichever layer
+raised them: SQLAlchemy, its asyncpg adapter (statements sent outside SQLAlchemy's
+execution, e.g. the ``BEGIN`` of :func:`driver_connection`) or asyncpg itself (hot paths
+that use the driver connection directly).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from sqlalchemy import MetaData, event, text
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
@@ -128,6 +133,42 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
+_AFTER_COMMIT = "essc_after_commit"
+
+
+def after_commit(session: AsyncSession, action: Callable[[], None]) -> None:
+    """Run ``action`` once the session's current transaction commits; drop it on rollback.
+
+    For effects that must follow the data, not the attempt: a business counter bumped in
+    service code would count a write whose commit then failed, or count twice a request
+    retried after a serialization failure. Actions run in order, synchronously, right
+    after the commit; one that raises is logged and does not stop the others.
+    """
+    sync = session.sync_session
+    actions: list[Callable[[], None]] | None = sync.info.get(_AFTER_COMMIT)
+    if actions is None:
+        actions = sync.info[_AFTER_COMMIT] = []
+
+        def run(_session: Any) -> None:
+            if sync.in_nested_transaction():  # a savepoint released: not the commit yet
+                return
+            pending = list(sync.info.get(_AFTER_COMMIT) or ())
+            sync.info[_AFTER_COMMIT] = []
+            for pending_action in pending:
+                try:
+                    pending_action()
+                except Exception:
+                    logger.exception("an after-commit action failed")
+
+        def drop(_session: Any, transaction: Any) -> None:
+            if transaction.parent is None:  # the outermost transaction ended uncommitted
+                sync.info[_AFTER_COMMIT] = []
+
+        event.listen(sync, "after_commit", run)
+        event.listen(sync, "after_transaction_end", drop)
+    actions.append(action)
+
+
 async def driver_connection(session: AsyncSession) -> Any:
     """The asyncpg connection under ``session``, inside the session's open transaction.
 
@@ -153,29 +194,50 @@ async def driver_connection(session: AsyncSession) -> Any:
     return driver
 
 
+# The server or the connection, not the statement: admin/crash shutdown, cannot connect now,
+# too many connections, a cancelled statement (statement_timeout); and SQLSTATE class 08.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "57014"})
+_CONNECTION_ERROR_NAMES = frozenset(
+    {
+        "ConnectionDoesNotExistError",
+        "InterfaceError",
+        "AdminShutdownError",
+        "CannotConnectNowError",
+        "ConnectionFailureError",
+        "QueryCanceledError",
+        "TooManyConnectionsError",
+    }
+)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: SQLAlchemy's ``orig`` (the adapter's error), then the
+    driver's exception the adapter raised it from."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 6 and current not in chain:
+        chain.append(current)
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return chain
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """True for failures of the database connection itself (not of a statement's logic)."""
-    if isinstance(exc, PoolTimeoutError | ConnectionError | OSError):
-        return True
+    for err in _causes(exc):
+        if isinstance(err, PoolTimeoutError | ConnectionError | OSError):
+            return True
+        if isinstance(err, DBAPIError) and (
+            err.connection_invalidated or isinstance(err, OperationalError)
+        ):
+            return True
+        sqlstate = str(getattr(err, "sqlstate", None) or "")
+        if sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES:
+            return True
+        if type(err).__name__ in _CONNECTION_ERROR_NAMES:
+            return True
     if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        if isinstance(exc, OperationalError):
-            return True
-        orig = getattr(exc, "orig", None)
-        name = type(orig).__name__ if orig is not None else ""
-        return (
-            name
-            in {
-                "ConnectionDoesNotExistError",
-                "InterfaceError",
-                "AdminShutdownError",
-                "CannotConnectNowError",
-                "ConnectionFailureError",
-                "QueryCanceledError",
-            }
-            or "connection" in str(orig).lower()
-        )
+        return "connection" in str(exc.orig).lower()
     return False
 
 
@@ -192,6 +254,17 @@ async def _handle_db_error(request: Request, exc: Exception) -> Response:
 
 
 def install_db_error_handler(app: FastAPI) -> None:
-    """Render lost connections, pool timeouts and cancelled statements as 503 problems."""
-    app.add_exception_handler(DBAPIError, _handle_db_error)
-    app.add_exception_handler(PoolTimeoutError, _handle_db_error)
+    """Render lost connections, pool timeouts and cancelled statements as 503 problems.
+
+    Also the errors that reach a handler unwrapped by SQLAlchemy: the asyncpg adapter's
+    (``BEGIN`` sent by :func:`driver_connection`) and asyncpg's own (statements on the
+    driver connection). Before, a connection lost there was a 500 (issue 7, network faults).
+    """
+    for exc_class in (
+        DBAPIError,
+        PoolTimeoutError,
+        AsyncAdapt_asyncpg_dbapi.Error,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+    ):
+        app.add_exception_handler(exc_class, _handle_db_error)

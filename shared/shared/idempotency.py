@@ -362,6 +362,7 @@ class IdempotencyMiddleware:
             await _send_problem(send, scope, exc.status, exc.slug, exc.detail, exc.headers)
             return
         if stored is not None:
+            runtime.metrics.idempotent_replays().inc()
             await _send_stored(send, stored)
             return
         captured = _Capture(send)

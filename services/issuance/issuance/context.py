@@ -33,6 +33,7 @@ class IssuanceMetrics:
     qr_scans: Counter
     webhook_deliveries: Counter
     outbox_pending: Gauge
+    outbox_lag: Gauge
 
     @classmethod
     def register(cls, metrics: Metrics) -> IssuanceMetrics:
@@ -45,7 +46,7 @@ class IssuanceMetrics:
             ),
             qr_scans=metrics.counter(
                 "essc_qr_scans_total",
-                "QR scans by outcome (ok, invalid, expired, already_used, not_active).",
+                "QR scans by outcome (success, invalid, expired, already_used, not_active).",
                 ["outcome"],
             ),
             webhook_deliveries=metrics.counter(
@@ -56,6 +57,7 @@ class IssuanceMetrics:
             outbox_pending=metrics.gauge(
                 "essc_outbox_pending", "Undelivered outbox rows, by outbox.", ["outbox"]
             ),
+            outbox_lag=metrics.outbox_lag(),
         )
 
 
