@@ -13,7 +13,8 @@ def _doc(journey_settlement_us: float) -> dict[str, object]:
             {"name": "hospital journey: scan + quote + settle", "extra": {
                 "cpu_us:settlement": journey_settlement_us, "cpu_us:gateway": 1500.0,
                 "db:settlement:commits": 2.0, "db:settlement:row_writes": 11.0,
-                "db:settlement:wal_bytes": 5000.0, "db:settlement:bytes": 5400.0}},
+                "db:settlement:wal_bytes": 5000.0, "db:settlement:bytes": 5400.0,
+                "db:settlement:table:ledger_entry": "ins 3.00 upd 0.00 del 0.00 bytes 900"}},
             {"name": "token issuance", "extra": {"cpu_us:identity": 3000.0}},
         ]
     }  # fmt: skip
@@ -52,4 +53,6 @@ def test_figures_are_read_per_run_and_reported_as_median() -> None:
     text = report(docs, Peak())
     settlements = Peak().settlements_per_s
     assert f"| settlement journey | {settlements:,.0f} | settlement | 4,200 (4,000–5,000) |" in text
-    assert f"| {settlements * 11:,.0f} |" in text  # row writes per second
+    assert f", {settlements * 11:,.0f}, " in text  # row writes per second
+    year = Peak().settlements_per_year
+    assert f"| settlement.ledger_entry | 3.00 | 900 | {900 * year / 1e12:,.1f} |" in text

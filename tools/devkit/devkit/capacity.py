@@ -153,19 +153,44 @@ def median_costs(docs: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], lis
 
 
 SERVICES = {
-    # service: (CPU request per pod in cores, HPA target utilisation)
-    "gateway": (1.0, 0.65),
-    "issuance": (1.0, 0.70),
-    "settlement": (1.0, 0.70),
-    "identity": (1.0, 0.70),
+    # service: (CPU request per pod now in deploy/k8s/base, HPA target utilisation)
+    "gateway": (0.5, 0.65),
+    "issuance": (0.5, 0.70),
+    "settlement": (0.5, 0.70),
+    "identity": (0.25, 0.70),
 }
+PER_SETTLEMENT = 0.5
+"""Tables that gain at least this many rows per journey grow with settlements; the others
+(holder years, risk profiles of the bench's new holders) grow with holders, not here."""
+RECOMMENDED_REQUEST = 1.0
+"""One uvicorn process uses at most one core: request = limit = 1 CPU."""
+
+
+def table_rows(docs: Sequence[Mapping[str, Any]], db: str) -> dict[str, tuple[float, float]]:
+    """Per table of ``db``: (rows inserted, bytes grown) per journey, medians over the runs."""
+    found: dict[str, list[tuple[float, float]]] = {}
+    marker = f"db:{db}:table:"
+    for doc in docs:
+        for row in _rows(doc):
+            if not row["name"].startswith("hospital journey"):
+                continue
+            for key, text in row.get("extra", {}).items():
+                if key.startswith(marker):
+                    words = str(text).split()
+                    ins, size = float(words[words.index("ins") + 1]), float(words[-1])
+                    found.setdefault(key[len(marker) :], []).append((ins, size))
+    return {
+        name: (statistics.median(v[0] for v in vals), statistics.median(v[1] for v in vals))
+        for name, vals in found.items()
+    }
 
 
 def _fmt(values: Sequence[float]) -> str:
     m = statistics.median(values)
-    if len(values) > 1 and max(values) - min(values) >= 0.5:
-        return f"{m:,.0f} ({min(values):,.0f}–{max(values):,.0f})"
-    return f"{m:,.0f}"
+    d = 0 if m >= 100 else 1
+    if len(values) > 1 and max(values) != min(values):
+        return f"{m:,.{d}f} ({min(values):,.{d}f}–{max(values):,.{d}f})"
+    return f"{m:,.{d}f}"
 
 
 def report(docs: Sequence[Mapping[str, Any]], peak: Peak) -> str:
@@ -186,32 +211,49 @@ def report(docs: Sequence[Mapping[str, Any]], peak: Peak) -> str:
             f"| {op} | {rates[op]:,.0f} | {proc} | {_fmt(values)} | "
             f"{rates[op] * med[(op, proc)] / 1e6:,.1f} |"
         )
-    lines += ["", "| service | cores at peak | pods (request × target) | max (×1.25) |"]
-    lines.append("|---|---:|---:|---:|")
-    for svc, (req, target) in SERVICES.items():
-        n = pods(cores.get(svc, 0.0), cpu_per_pod=req, target=target)
-        lines.append(f"| {svc} | {cores.get(svc, 0.0):,.1f} | {n} | {with_headroom(n)} |")
     lines += [
         "",
-        "| database | backend cores | commits/s | row writes/s | WAL MB/s | growth GB/day |",
+        "| service | cores at peak | pods, request 1 CPU | ×1.25 | pods, request now |",
+        "|---|---:|---:|---:|---:|",
     ]
-    lines.append("|---|---:|---:|---:|---:|---:|")
+    for svc, (req, target) in SERVICES.items():
+        c = cores.get(svc, 0.0)
+        n = pods(c, cpu_per_pod=RECOMMENDED_REQUEST, target=target)
+        now = pods(c, cpu_per_pod=req, target=target)
+        lines.append(f"| {svc} | {c:,.1f} | {n} | {with_headroom(n)} | {now} ({req:g} CPU) |")
+    lines += [
+        "",
+        "| database | backend cores (all ops) | per journey: commits, row writes, WAL B, bytes | "
+        "at peak: commits/s, row writes/s, WAL MB/s | TB/year |",
+        "|---|---:|---|---|---:|",
+    ]
+    r, year = peak.settlements_per_s, peak.settlements_per_year
     for db in ("issuance", "settlement"):
         per = {
             k: figure(docs, "hospital journey", f"db:{db}:{k}")
             for k in ("commits", "row_writes", "wal_bytes", "bytes")
         }
-        r = peak.settlements_per_s
         if not per["commits"]:
             continue
-        wal = statistics.median(per["wal_bytes"]) * r / 1e6 if per["wal_bytes"] else float("nan")
-        day = peak.settlements_per_year / peak.working_days
+        m = {k: statistics.median(v) if v else float("nan") for k, v in per.items()}
+        kept = sum(size for ins, size in table_rows(docs, db).values() if ins >= PER_SETTLEMENT)
         lines.append(
-            f"| {db} (journeys only) | {cores.get('postgres:' + db, 0.0):,.1f} | "
-            f"{statistics.median(per['commits']) * r:,.0f} | "
-            f"{statistics.median(per['row_writes']) * r:,.0f} | {wal:,.1f} | "
-            f"{statistics.median(per['bytes']) * day / 1e9:,.0f} |"
+            f"| {db} | {cores.get('postgres:' + db, 0.0):,.1f} | "
+            f"{_fmt(per['commits'])}, {_fmt(per['row_writes'])}, {_fmt(per['wal_bytes'])}, "
+            f"{_fmt(per['bytes'])} | {m['commits'] * r:,.0f}, {m['row_writes'] * r:,.0f}, "
+            f"{m['wal_bytes'] * r / 1e6:,.1f} | {kept * year / 1e12:,.1f} |"
         )
+    lines += [
+        "",
+        "| table | rows per journey | bytes per journey | TB/year |",
+        "|---|---:|---:|---:|",
+    ]
+    for db in ("issuance", "settlement"):
+        for name, (ins, size) in sorted(table_rows(docs, db).items()):
+            if ins >= PER_SETTLEMENT:
+                lines.append(
+                    f"| {db}.{name} | {ins:.2f} | {size:,.0f} | {size * year / 1e12:,.1f} |"
+                )
     return "\n".join(lines)
 
 

@@ -135,15 +135,32 @@ class Meter:
         return ", ".join(f"{k} {v:,.0f}" for k, v in self.per_op_us(ops).items())
 
 
+def descendants(pid: int) -> list[int]:
+    """The live child processes of ``pid``, recursively (e.g. a pool of worker processes: their
+    CPU is not in the parent's utime/stime until they are reaped)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                kids = [int(k) for k in task.read_text().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
 def process_groups(
     procs: Mapping[str, int], db_urls: Mapping[str, str] | None = None
 ) -> dict[str, list[int]]:
-    """Meter groups: each named process, then ``postgres:<service>``, the server processes
-    connected to that service's database (PostgreSQL runs on this machine; none on SQLite).
-    Read them after a warm-up, when the services' pools are open."""
+    """Meter groups: each named process with its children, then ``postgres:<service>``, the
+    server processes connected to that service's database (PostgreSQL runs on this machine;
+    none on SQLite). Read them after a warm-up, when pools (and worker pools) are open."""
     from devkit.bench.pgstats import backend_pids
 
-    groups = {name: [pid] for name, pid in procs.items()}
+    groups = {name: [pid, *descendants(pid)] for name, pid in procs.items()}
     for svc, url in (db_urls or {}).items():
         pids = backend_pids(url)
         if pids:

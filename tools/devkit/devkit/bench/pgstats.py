@@ -17,8 +17,11 @@ All of it is best effort: on SQLite, or without ``pg_walinspect``, the figures a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -183,6 +186,48 @@ WHERE block_ref ~ $3 OR (coalesce(block_ref, '') = '' AND xid IN (SELECT xid FRO
 """
 
 
+@contextmanager
+def wal_kept(url: str) -> Iterator[None]:
+    """Keep the server's WAL from here to the end of the block (a physical replication slot,
+    reserved at once and dropped on the way out): a busy server's checkpoints would otherwise
+    recycle the segments before :func:`wal_bytes` reads them. Slots left by a bench that died
+    (``essc_bench_<pid>`` of a process that is gone) are dropped first."""
+    plain = plain_url(url)
+    if plain is None:
+        yield
+        return
+    name = f"essc_bench_{os.getpid()}"
+
+    running = {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()}
+
+    async def create(conn: asyncpg.Connection) -> None:
+        for row in await conn.fetch(
+            "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'essc_bench_%'"
+        ):
+            pid = int(str(row["slot_name"]).rsplit("_", 1)[1])
+            if pid == os.getpid() or pid not in running:
+                await conn.execute("SELECT pg_drop_replication_slot($1)", row["slot_name"])
+        await conn.execute("SELECT pg_create_physical_replication_slot($1, true)", name)
+
+    async def drop(conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE slot_name = $1",
+            name,
+        )
+
+    try:
+        asyncio.run(_with(plain, create))
+    except asyncpg.PostgresError as exc:  # e.g. max_replication_slots reached
+        print(f"bench: no replication slot ({exc}); the WAL may be recycled", flush=True)
+        yield
+        return
+    try:
+        yield
+    finally:
+        asyncio.run(_with(plain, drop))
+
+
 def wal_bytes(
     url: str, start: str, end: str, oids: Mapping[str, int]
 ) -> dict[str, tuple[int, int]]:
@@ -205,6 +250,8 @@ def wal_bytes(
 
     try:
         result: dict[str, tuple[int, int]] = asyncio.run(_with(plain, q))
-    except (asyncpg.PostgresError, OSError):
+    except (asyncpg.PostgresError, OSError) as exc:
+        # e.g. the WAL of the window already recycled by a checkpoint: the figure is absent.
+        print(f"bench: WAL not measured: {exc}", flush=True)
         return {}
     return result

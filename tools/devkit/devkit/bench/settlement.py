@@ -364,23 +364,24 @@ def run_journey(cluster: Cluster, *, duration: int) -> list[Row]:
     codes = mint(per_hospital)
     time.sleep(pgstats.STATS_LAG_SECONDS)  # the warm-up's table counters reach the server
     dbs = dict(cluster.db_urls)
-    before = {svc: pgstats.snapshot(url) for svc, url in dbs.items()}
-    with Meter(process_groups(dict(zip(parts, pids, strict=True)), dbs)) as meter:
-        tally, elapsed = asyncio.run(_journeys(gateway, hospitals, codes))
-    end_lsn = pgstats.current_lsn(dbs["settlement"])
+    with pgstats.wal_kept(dbs["settlement"]):
+        before = {svc: pgstats.snapshot(url) for svc, url in dbs.items()}
+        with Meter(process_groups(dict(zip(parts, pids, strict=True)), dbs)) as meter:
+            tally, elapsed = asyncio.run(_journeys(gateway, hospitals, codes))
+        end_lsn = pgstats.current_lsn(dbs["settlement"])
+        start_lsn = next((b.lsn for b in before.values() if b is not None), None)
+        oids = {svc: b.oid for svc, b in before.items() if b is not None}
+        wal = (
+            pgstats.wal_bytes(dbs["settlement"], start_lsn, end_lsn, oids)
+            if start_lsn is not None and end_lsn is not None
+            else {}
+        )
     done = len(tally.latencies)
     extra = meter.breakdown(done)
     db_note = ""
     if end_lsn is not None and all(before.values()):
         time.sleep(pgstats.STATS_LAG_SECONDS)
         after = {svc: pgstats.snapshot(url) for svc, url in dbs.items()}
-        start_lsn = next(b.lsn for b in before.values() if b is not None)
-        wal = pgstats.wal_bytes(
-            dbs["settlement"],
-            start_lsn,
-            end_lsn,
-            {svc: b.oid for svc, b in before.items() if b is not None},
-        )
         notes = []
         for svc in dbs:
             b, a = before[svc], after[svc]
