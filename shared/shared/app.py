@@ -129,8 +129,9 @@ def _peer_url(settings: ServiceSettings, peer: str) -> str:
     return str(getattr(settings, f"{peer}_url"))
 
 
-def _first_url(urls: str) -> str:
-    return urls.split(",", 1)[0].strip()
+def _all_urls(urls: str) -> list[str]:
+    """Every replica of a comma-separated list (each serves the same JWKS)."""
+    return [u.strip().rstrip("/") for u in urls.split(",") if u.strip()]
 
 
 def health_router() -> APIRouter:
@@ -346,7 +347,7 @@ def build_service_app(
         jwks_http = httpx.AsyncClient(timeout=2.0, follow_redirects=False)
         jwks: dict[str, JwksCache] = {
             GATEWAY_ISSUER: JwksCache(
-                _first_url(settings.gateway_url) + "/internal/jwks.json",
+                [u + "/internal/jwks.json" for u in _all_urls(settings.gateway_url)],
                 client=jwks_http,
                 ttl=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_seconds,
@@ -354,7 +355,7 @@ def build_service_app(
         }
         for peer in peers:
             jwks[service_urn(peer)] = JwksCache(
-                _first_url(_peer_url(settings, peer)) + "/internal/jwks.json",
+                [u + "/internal/jwks.json" for u in _all_urls(_peer_url(settings, peer))],
                 client=jwks_http,
                 ttl=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_seconds,

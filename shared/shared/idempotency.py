@@ -44,7 +44,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from shared.db import driver_connection
+from shared.db import driver_connection, is_connection_error
 from shared.fieldcrypto import FieldCipher
 from shared.problems import BadRequestError, ConflictError, UnprocessableError
 
@@ -364,6 +364,22 @@ class IdempotencyMiddleware:
             stored = await self._claim(runtime, client_id, key, fp)
         except (UnprocessableError, ConflictError) as exc:
             await _send_problem(send, scope, exc.status, exc.slug, exc.detail, exc.headers)
+            return
+        except Exception as exc:
+            # This layer sits outside the app's problem handlers: answer here, never as a
+            # bare 500 text. Nothing ran yet, so a lost database is a plain 503.
+            if is_connection_error(exc):
+                await _send_problem(
+                    send,
+                    scope,
+                    503,
+                    "service-unavailable",
+                    "The database is unavailable; nothing was done. Retry with the same key.",
+                    {"Retry-After": "1"},
+                )
+                return
+            logger.error("idempotency claim failed: %s", type(exc).__name__)
+            await _send_problem(send, scope, 500, "internal-error", "An unexpected error occurred.")
             return
         if stored is not None:
             runtime.metrics.idempotent_replays().inc()

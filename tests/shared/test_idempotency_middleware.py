@@ -255,3 +255,26 @@ async def test_stored_answers_are_encrypted_at_rest(env: Any) -> None:
     assert raw is not None
     assert b"424242" not in bytes(raw)
     assert b"token-" not in bytes(raw)
+
+
+async def test_lost_database_at_the_claim_is_a_503_problem(env: Any) -> None:
+    """The middleware sits outside the app's problem handlers: it answers a lost database
+    itself (503 problem, nothing run), never with a bare 500 text."""
+    from devkit.cluster import free_port
+    from shared.db import make_engine
+
+    app, client, probe = env
+    db = app.state.runtime.db
+    kept = db.engine
+    dead = make_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/gone")
+    db.engine = dead
+    try:
+        resp = await client.post("/v1/things", json={}, headers=headers(app, "k7"))
+    finally:
+        db.engine = kept
+        await dead.dispose()
+    assert resp.status_code == 503
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert resp.json()["status"] == 503
+    assert resp.headers["retry-after"] == "1"
+    assert probe.calls == 0

@@ -26,7 +26,8 @@ from devkit.bench.tokens import access_token
 from devkit.cluster import Cluster
 from shared.tokens.claims import ClientKind
 from support.cluster import pg_cluster
-from support.journey import PIN, ecard_with_payment
+from support.journey import PIN
+from support.journey import ecard_with_payment as _journey_ecard
 
 ENV = {
     "SETTLEMENT_EVENT_POLL_SECONDS": "0.2",
@@ -107,20 +108,22 @@ class Seeded:
         return asyncio.run(count())
 
 
-def _eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.1)
 
 
-def _ecard_with_payment(
+def ecard_with_payment(
     http: httpx.Client, seeded: Seeded, holder: dict[str, Any], app: dict[str, str]
 ) -> str:
-    return ecard_with_payment(http, holder, app, seeded.auth("ops"))
+    """A demo holder verified by SMS, an e-card issued, a PIN set, payment enabled; its id."""
+    return _journey_ecard(http, holder, app, seeded.auth("ops"))
 
 
-def _settle(http: httpx.Client, seeded: Seeded, ecard: str, app: dict[str, str]) -> str:
+def quote(http: httpx.Client, seeded: Seeded, ecard: str, app: dict[str, str]) -> str:
+    """The hospital's way to a quote: the holder's payment QR, the scan, the quote; its id."""
     hospital = seeded.auth("hospital")
     qr = http.post(
         f"/v1/ecards/{ecard}/qrcodes", json={"purpose": "payment", "pin": PIN}, headers=app
@@ -132,7 +135,7 @@ def _settle(http: httpx.Client, seeded: Seeded, ecard: str, app: dict[str, str])
         headers=hospital,
     )
     assert scan.status_code == 201, scan.text
-    quote = http.post(
+    quoted = http.post(
         "/v1/settlements/quotes",
         json={
             "settlement_token": scan.json()["settlement_token"],
@@ -141,20 +144,31 @@ def _settle(http: httpx.Client, seeded: Seeded, ecard: str, app: dict[str, str])
         },
         headers=hospital,
     )
-    assert quote.status_code == 201, quote.text
+    assert quoted.status_code == 201, quoted.text
+    return str(quoted.json()["quote_id"])
+
+
+def _settle(http: httpx.Client, seeded: Seeded, ecard: str, app: dict[str, str]) -> str:
     settled = http.post(
         "/v1/settlements",
-        json={"quote_id": quote.json()["quote_id"]},
-        headers={**hospital, "Idempotency-Key": secrets.token_hex(8)},
+        json={"quote_id": quote(http, seeded, ecard, app)},
+        headers={**seeded.auth("hospital"), "Idempotency-Key": secrets.token_hex(8)},
     )
     assert settled.status_code == 201, settled.text
     return str(settled.json()["settlement_id"])
 
 
 @contextmanager
-def seeded_cluster(tmp: Path, run_id: str) -> Iterator[Seeded]:
-    """Start, seed, yield; torn down after."""
-    with pg_cluster(tmp, run_id, extra_env=ENV) as c:
+def seeded_cluster(
+    tmp: Path,
+    run_id: str,
+    *,
+    extra_env: dict[str, str] | None = None,
+    before_start: Callable[[Cluster], None] | None = None,
+) -> Iterator[Seeded]:
+    """Start, seed, yield; torn down after (``before_start`` as in :func:`pg_cluster`)."""
+    env = {**ENV, **(extra_env or {})}
+    with pg_cluster(tmp, run_id, extra_env=env, before_start=before_start) as c:
         var = c.var_dir
         c.run_cli(
             "identity",
@@ -174,9 +188,9 @@ def seeded_cluster(tmp: Path, run_id: str) -> Iterator[Seeded]:
         )
         with httpx.Client(base_url=seeded.url, timeout=15) as http:
             app = seeded.auth("partner_app")
-            ecards = [_ecard_with_payment(http, seeded, h, app) for h in seeded.holders[:2]]
+            ecards = [ecard_with_payment(http, seeded, h, app) for h in seeded.holders[:2]]
             account = f"/v1/ecards/{ecards[0]}/account"
-            _eventually(lambda: http.get(account, headers=app).json().get("opened") is True)
+            eventually(lambda: http.get(account, headers=app).json().get("opened") is True)
             settlement = _settle(http, seeded, ecards[0], app)
             h5 = http.post(f"/v1/ecards/{ecards[0]}/h5-sessions", headers=app)
             assert h5.status_code == 201, h5.text

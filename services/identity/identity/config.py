@@ -41,6 +41,8 @@ class IdentitySettings(ServiceSettings):
 
     # scrypt cost of sandbox client secrets (2**14 ≈ 50 ms, 16 MiB).
     secret_scrypt_n: int = Field(default=2**14, ge=2**10, le=2**20)
+    # Threads hashing secrets at once (shared.kdf): each holds 16 MiB while it runs.
+    kdf_threads: int = Field(default=2, ge=1, le=64)
 
     @property
     def data_keys_path(self) -> Path:

@@ -40,6 +40,11 @@ def create_app(settings: IdentitySettings) -> FastAPI:
         runtime.idempotency_cipher = app.state.identity.data_keys.cipher
         runtime.readiness["rate_limits"] = app.state.identity.limiter.ping
 
+    async def shutdown(runtime: Runtime) -> None:
+        state = getattr(app.state, "identity", None) if app is not None else None
+        if state is not None:
+            state.kdf.close()
+
     app = build_service_app(
         settings=settings,
         service="identity",
@@ -57,6 +62,7 @@ def create_app(settings: IdentitySettings) -> FastAPI:
             events_router,
         ],
         on_startup=[startup],
+        on_shutdown=[shutdown],
         openapi_tags=TAGS,
         idempotency_table=idempotency_record,
     )

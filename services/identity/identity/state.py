@@ -15,6 +15,7 @@ from identity.config import IdentitySettings
 from identity.verifications.sms import OutboxSmsSender, SmsSender
 from shared.app import Runtime
 from shared.fieldcrypto import DataKeys, load_data_keys
+from shared.kdf import KdfPool
 from shared.ratelimit import RateLimiter
 
 
@@ -28,6 +29,7 @@ class IdentityState:
     limiter: RateLimiter
     sms: SmsSender
     jwks_fetcher: JwksFetcher
+    kdf: KdfPool
     # Ciphertexts decrypted when no holder matched, so that every path does the same work.
     decoy: tuple[str, bytes, bytes] = ("", b"", b"")
     # Parsed client JWKS by (client_id, version marker): avoids re-parsing keys per request.
@@ -65,5 +67,6 @@ async def build_state(settings: IdentitySettings, runtime: Runtime) -> IdentityS
         limiter=limiter,
         sms=OutboxSmsSender(keys),
         jwks_fetcher=fetcher,
+        kdf=KdfPool(settings.kdf_threads),
         decoy=decoy,
     )

@@ -26,6 +26,8 @@ class IssuanceSettings(ServiceSettings):
     pin_max_failures: int = Field(default=5, ge=1, le=20)
     # scrypt work factor for PINs (2**14: ~50 ms on this machine; see README "Issuance").
     pin_scrypt_log2_n: int = Field(default=14, ge=10, le=20)
+    # Threads hashing PINs at once (shared.kdf): each holds 16 MiB while it runs.
+    kdf_threads: int = Field(default=2, ge=1, le=64)
     # Whether a PIN may be set only after identity confirmed it is not part of the ID number
     # (``POST /internal/v1/holders/{ref}/pin-check``). Keep True; False only lets a cluster
     # whose identity lacks that check still set PINs (logged as a warning each time).

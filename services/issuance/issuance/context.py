@@ -17,6 +17,7 @@ from issuance.hotdb import HotDb
 from issuance.ratelimit import QrRateLimiter
 from shared.app import Runtime
 from shared.fieldcrypto import DataKeys, load_data_keys
+from shared.kdf import KdfPool
 from shared.metrics import Metrics
 from shared.tokens.jwks import JwksCache
 from shared.wire import ClientInfo
@@ -92,6 +93,7 @@ class IssuanceContext:
     metrics: IssuanceMetrics
     clients: ClientInfoCache
     hotdb: HotDb
+    kdf: KdfPool
     relay_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -103,8 +105,12 @@ async def build_context(
         load_data_keys, settings.data_keys_path, create=not settings.is_production
     )
     identity_jwks = JwksCache(
-        # Any identity replica serves the same keys (a comma-separated list: use the first).
-        settings.identity_url.split(",", 1)[0].strip() + "/.well-known/jwks.json",
+        # Any identity replica serves the same keys: tried in turn, the first answer wins.
+        [
+            u.strip().rstrip("/") + "/.well-known/jwks.json"
+            for u in settings.identity_url.split(",")
+            if u.strip()
+        ],
         client=runtime.jwks_http,
         ttl=settings.jwks_cache_seconds,
         min_refresh_interval=settings.jwks_min_refresh_seconds,
@@ -117,6 +123,7 @@ async def build_context(
         limiter=QrRateLimiter(settings.qr_rate_limit, settings.redis_url),
         metrics=app.state.issuance_metrics,
         clients=ClientInfoCache(settings.client_cache_seconds),
+        kdf=KdfPool(settings.kdf_threads),
         hotdb=await HotDb.open(
             runtime.db,
             settings.database_url,

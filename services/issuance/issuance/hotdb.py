@@ -79,6 +79,10 @@ class _SaTx:
         await self.session.execute(sql.clause, dict(params))
 
 
+async def _no_reset(_conn: Any) -> None:
+    return None
+
+
 class HotDb:
     """An asyncpg pool on PostgreSQL, the service's SQLAlchemy engine otherwise."""
 
@@ -98,6 +102,10 @@ class HotDb:
             min_size=1,
             max_size=size,
             server_settings={"statement_timeout": str(statement_timeout_ms)},
+            # asyncpg's default reset on release is one more round trip per request (advisory
+            # unlock, CLOSE ALL, UNLISTEN, RESET ALL); these paths leave no session state:
+            # plain statements in transactions, no LISTEN, no session-level locks or SETs.
+            reset=_no_reset,
         )
         return cls(db, pool)
 
@@ -116,6 +124,36 @@ class HotDb:
         if self.pool is not None:
             await self.pool.close()
 
+    async def fetchrow(self, sql: Sql, params: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """One read-only statement, its own transaction (no BEGIN/COMMIT round trips)."""
+        if self.pool is None:
+            async with self.db.sessionmaker() as session:
+                return await _SaTx(session).fetchrow(sql, params)
+        async with self._lost_is_503():
+            async with self.pool.acquire() as conn:
+                return await _PgTx(conn).fetchrow(sql, params)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @asynccontextmanager
+    async def _lost_is_503(self) -> AsyncIterator[None]:
+        import asyncpg
+
+        lost = (
+            OSError,
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncpg.exceptions.InterfaceError,
+            asyncpg.exceptions.CannotConnectNowError,
+            asyncpg.exceptions.QueryCanceledError,
+            asyncpg.exceptions.AdminShutdownError,
+        )
+        try:
+            yield
+        except lost:
+            raise ServiceUnavailableError(
+                "The database is unavailable; nothing was written. Retry shortly.",
+                headers={"Retry-After": "1"},
+            ) from None
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[HotTx]:
         """One transaction: committed when the block exits normally, else rolled back.
@@ -123,24 +161,8 @@ class HotDb:
         A lost connection or cancelled statement is a 503 problem (nothing was written).
         """
         if self.pool is not None:
-            import asyncpg
-
-            lost = (
-                OSError,
-                asyncpg.exceptions.ConnectionDoesNotExistError,
-                asyncpg.exceptions.InterfaceError,
-                asyncpg.exceptions.CannotConnectNowError,
-                asyncpg.exceptions.QueryCanceledError,
-                asyncpg.exceptions.AdminShutdownError,
-            )
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    yield _PgTx(conn)
-            except lost:
-                raise ServiceUnavailableError(
-                    "The database is unavailable; nothing was written. Retry shortly.",
-                    headers={"Retry-After": "1"},
-                ) from None
+            async with self._lost_is_503(), self.pool.acquire() as conn, conn.transaction():
+                yield _PgTx(conn)
         else:
             async with self.db.sessionmaker() as session, session.begin():
                 yield _SaTx(session)

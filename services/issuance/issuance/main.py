@@ -53,6 +53,7 @@ def create_app(settings: IssuanceSettings) -> FastAPI:
         ctx = getattr(app.state, "issuance", None)
         if ctx is not None:
             await ctx.hotdb.close()
+            ctx.kdf.close()
 
     app = build_service_app(
         settings=settings,

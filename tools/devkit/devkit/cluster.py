@@ -183,10 +183,33 @@ class Cluster:
             capture_output=True,
         )
 
+    def run_clis(self, *calls: tuple[str, ...]) -> list[subprocess.CompletedProcess[str]]:
+        """Run several ``(part, *args)`` commands at once (each part has its own database);
+        raises :class:`subprocess.CalledProcessError` for the first that failed."""
+        started = [
+            (
+                [sys.executable, "-m", *call],
+                subprocess.Popen(
+                    [sys.executable, "-m", *call],
+                    env=self.env_for(call[0]),
+                    text=True,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                ),
+            )
+            for call in calls
+        ]
+        done = []
+        for cmd, popen in started:
+            out, err = popen.communicate()
+            done.append(subprocess.CompletedProcess(cmd, popen.returncode, out, err))
+        for result in done:
+            result.check_returncode()
+        return done
+
     def migrate(self) -> None:
-        """Apply every service's migrations."""
-        for svc in SERVICES:
-            self.run_cli(svc, "migrate")
+        """Apply every service's migrations (the three at once: a third of the wall time)."""
+        self.run_clis(*((svc, "migrate") for svc in SERVICES))
 
     def start(self, parts: Iterable[str] = PARTS, *, graceful_timeout: int = 10) -> None:
         """Start the given parts or processes (not waiting for readiness)."""
@@ -231,21 +254,23 @@ class Cluster:
     ) -> None:
         """Block until each process answers 200 on ``path``; raise with its log tail otherwise."""
         deadline = time.monotonic() + timeout
-        for name in self._expand(parts):
-            while True:
-                proc = self.procs.get(name)
-                if proc is not None and proc.popen.poll() is not None:
-                    raise RuntimeError(
-                        f"{name} exited ({proc.popen.returncode}):\n{self.tail(name)}"
-                    )
-                try:
-                    if httpx.get(self.url(name) + path, timeout=1.0).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} not ready after {timeout}s:\n{self.tail(name)}")
-                time.sleep(0.1)
+        # One client for all the polls: each bare httpx.get builds an SSL context (~10 ms CPU).
+        with httpx.Client(timeout=1.0) as http:
+            for name in self._expand(parts):
+                while True:
+                    proc = self.procs.get(name)
+                    if proc is not None and proc.popen.poll() is not None:
+                        raise RuntimeError(
+                            f"{name} exited ({proc.popen.returncode}):\n{self.tail(name)}"
+                        )
+                    try:
+                        if http.get(self.url(name) + path).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{name} not ready after {timeout}s:\n{self.tail(name)}")
+                    time.sleep(0.1)
 
     def tail(self, part: str, lines: int = 40) -> str:
         proc = self.procs.get(part)

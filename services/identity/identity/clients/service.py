@@ -8,7 +8,6 @@ stored encrypted, shown once and handed to issuance over the internal API.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Any
 
@@ -109,7 +108,7 @@ async def register(
     client_id = f"{_PREFIX[kind]}_{secrets.token_hex(8)}"
     secret = new_secret() if body.sandbox_secret else None
     secret_hash = (
-        await asyncio.to_thread(hash_secret, secret, n=state.settings.secret_scrypt_n)
+        await state.kdf.run(hash_secret, secret, n=state.settings.secret_scrypt_n)
         if secret
         else None
     )

@@ -9,7 +9,6 @@ rendered in the RFC 6749 §5.2 format.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import random
@@ -123,7 +122,7 @@ async def _authenticate_basic(
         raise _invalid_client("client_id does not match the credentials.", basic=True)
     client = await clients_repo.get(session, client_id)
     stored = client.secret_hash if client is not None else None
-    ok = await asyncio.to_thread(verify_secret, secret, stored, n=state.settings.secret_scrypt_n)
+    ok = await state.kdf.run(verify_secret, secret, stored, n=state.settings.secret_scrypt_n)
     if client is None or not ok:
         raise _invalid_client("Client authentication failed.", basic=True)
     if client.status != "active":

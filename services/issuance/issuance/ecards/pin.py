@@ -1,14 +1,14 @@
 """PIN rules and storage: six digits, no runs, no repeats, not from the ID number; scrypt.
 
 scrypt (stdlib ``hashlib.scrypt``, N=2**14, r=8, p=1, 16 MiB) costs ~50 ms per hash on this
-machine and runs in a worker thread so it never blocks the event loop. A six-digit PIN has
-only 10**6 values, so the hash alone cannot stop an offline search: the real defence is that
-the hashes stay in this database and that five wrong PINs lock payment.
+machine and runs on the service's KDF pool (``shared.kdf``: a few threads of its own, so a
+burst of PINs neither blocks the event loop nor holds 16 MiB per default-executor thread).
+A six-digit PIN has only 10**6 values, so the hash alone cannot stop an offline search: the
+real defence is that the hashes stay in this database and that five wrong PINs lock payment.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -16,6 +16,7 @@ import itertools
 import os
 
 from issuance.errors import PinRejectedError
+from shared.kdf import KdfPool
 
 _R, _P = 8, 1
 
@@ -48,20 +49,20 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-async def hash_pin(pin: str, log2_n: int) -> str:
-    """``scrypt$<log2 N>$<r>$<p>$<salt>$<hash>`` of ``pin`` (computed in a worker thread)."""
+async def hash_pin(pin: str, log2_n: int, kdf: KdfPool) -> str:
+    """``scrypt$<log2 N>$<r>$<p>$<salt>$<hash>`` of ``pin`` (computed on ``kdf``'s threads)."""
     salt = os.urandom(16)
-    digest = await asyncio.to_thread(_hash, pin, salt, log2_n)
+    digest = await kdf.run(_hash, pin, salt, log2_n)
     return f"scrypt${log2_n}${_R}${_P}${_b64(salt)}${_b64(digest)}"
 
 
-async def verify_pin(pin: str, stored: str) -> bool:
-    """True if ``pin`` matches ``stored`` (constant-time comparison, worker thread)."""
+async def verify_pin(pin: str, stored: str, kdf: KdfPool) -> bool:
+    """True if ``pin`` matches ``stored`` (constant-time comparison, on ``kdf``'s threads)."""
     try:
         scheme, log2_n, r, p, salt, digest = stored.split("$")
         if scheme != "scrypt" or int(r) != _R or int(p) != _P:
             return False
-        candidate = await asyncio.to_thread(_hash, pin, _unb64(salt), int(log2_n))
+        candidate = await kdf.run(_hash, pin, _unb64(salt), int(log2_n))
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(candidate, _unb64(digest))

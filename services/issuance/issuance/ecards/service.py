@@ -253,7 +253,7 @@ async def check_pin(
     counted = await repository.claim_pin_attempt(ctx.runtime.db, seq, limit)
     if counted is None:
         raise PinLockedError("Payment is locked after too many wrong PINs; reset the PIN.")
-    if await pins.verify_pin(pin, pin_hash):
+    if await pins.verify_pin(pin, pin_hash, ctx.kdf):
         await repository.reset_pin_attempts(session, seq)
         return
     if counted >= limit:
@@ -311,7 +311,7 @@ async def set_pin(
             await check_pin(session, ctx, ecard.seq, ecard.pin_hash, old_pin, field="old_pin")
     if await _pin_in_id_number(ctx, ecard.holder_ref, pin):
         raise PinRejectedError("The PIN must not be taken from the ID number.")
-    ecard.pin_hash = await pins.hash_pin(pin, ctx.settings.pin_scrypt_log2_n)
+    ecard.pin_hash = await pins.hash_pin(pin, ctx.settings.pin_scrypt_log2_n, ctx.kdf)
     ecard.updated_at = utcnow()
     await session.flush()
     await repository.reset_pin_attempts(session, ecard.seq)
