@@ -308,6 +308,10 @@ class Idempotency:
 _ABANDONED_AFTER = timedelta(seconds=60)
 
 
+class _ClaimReleased(Exception):
+    """The conflicting claim was deleted before it could be read: claim again."""
+
+
 class IdempotencyMiddleware:
     """``Idempotency-Key`` on every POST of a service that moves no money (identity, issuance).
 
@@ -399,6 +403,23 @@ class IdempotencyMiddleware:
     async def _claim(
         self, runtime: Any, client_id: str, key: str, fp: bytes
     ) -> tuple[int, bytes, bytes] | None:
+        # The claim that blocked ours can be released (its request failed) between our
+        # INSERT and our read: then there is nothing to replay and the key is free again.
+        for _ in range(3):
+            try:
+                return await self._claim_once(runtime, client_id, key, fp)
+            except _ClaimReleased:
+                continue
+        raise ConflictError(
+            "A request with this Idempotency-Key is still being processed.",
+            slug="idempotency-in-flight",
+            title="Request in flight",
+            headers={"Retry-After": "1"},
+        )
+
+    async def _claim_once(
+        self, runtime: Any, client_id: str, key: str, fp: bytes
+    ) -> tuple[int, bytes, bytes] | None:
         now = datetime.now(UTC)
         t = self.table
         async with runtime.db.engine.begin() as conn:
@@ -421,7 +442,9 @@ class IdempotencyMiddleware:
                 return None
             row = (
                 await conn.execute(select(t).where(t.c.client_id == client_id, t.c.key == key))
-            ).one()
+            ).first()
+            if row is None:
+                raise _ClaimReleased
             if row.fingerprint != fp:
                 raise UnprocessableError(
                     "This Idempotency-Key was already used with a different request.",

@@ -278,3 +278,36 @@ async def test_lost_database_at_the_claim_is_a_503_problem(env: Any) -> None:
     assert resp.json()["status"] == 503
     assert resp.headers["retry-after"] == "1"
     assert probe.calls == 0
+
+
+async def test_a_claim_released_under_our_feet_is_claimed_again_not_a_500(env: Any) -> None:
+    """The claim our INSERT conflicted with can be deleted (its request failed) before we
+    read it: the middleware claims again instead of failing on the missing row (was a 500).
+
+    Simulated in the claim's own transaction (the row vanishes right before the read), which
+    the retry's rollback undoes: the second attempt then finds the stored answer again."""
+    from sqlalchemy import event
+
+    app, client, probe = env
+    first = await client.post("/v1/things", json={}, headers=headers(app, "gone"))
+    assert first.status_code == 201
+    deleted: list[str] = []
+
+    def vanish(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        # Right before the claim's read: the row it conflicted with disappears.
+        if not deleted and statement.lstrip().upper().startswith("SELECT"):
+            if "idempotency_record" in statement:
+                cursor.execute("DELETE FROM idempotency_record")
+                deleted.append(statement)
+
+    engine = app.state.runtime.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", vanish)
+    try:
+        again = await client.post("/v1/things", json={}, headers=headers(app, "gone"))
+    finally:
+        event.remove(engine, "before_cursor_execute", vanish)
+    assert deleted, "the claim's read never ran"
+    assert again.status_code == 201, again.text
+    assert again.json() == first.json()
+    assert again.headers["idempotency-replayed"] == "true"
+    assert probe.calls == 1
