@@ -213,3 +213,41 @@ async def test_stored_answers_are_encrypted_at_rest(env: Any) -> None:
     assert raw is not None
     assert b"424242" not in bytes(raw)
     assert b"token-" not in bytes(raw)
+
+
+async def test_the_answer_is_stored_before_the_client_sees_it(env: Any) -> None:
+    """A client retrying the moment it has the answer gets the replay, not 409 in flight.
+
+    Under load the issuance journey's immediate retry of a scan got 409 in flight: the
+    answer went out before its record was written. Here the client side reads the record
+    when the response starts.
+    """
+    app, client, probe = env
+    body = b'{"x": 7}'
+    seen: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            seen.append(message["status"])
+            async with app.state.runtime.db.engine.connect() as conn:
+                row = await conn.execute(
+                    text("SELECT status_code FROM idempotency_record WHERE key = 'k-early'")
+                )
+                seen.append(row.scalar_one_or_none())
+
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers(app, "k-early").items()]
+    raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/things", "raw_path": b"/v1/things", "query_string": b"",
+        "root_path": "", "headers": raw, "client": ("127.0.0.1", 1), "server": ("t", 80),
+    }  # fmt: skip
+    await app(scope, receive, send)
+    assert seen == [201, 201]
+    again = await client.post("/v1/things", json={"x": 7}, headers=headers(app, "k-early"))
+    assert again.status_code == 201
+    assert again.headers["idempotency-replayed"] == "true"
+    assert probe.calls == 1
