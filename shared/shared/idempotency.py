@@ -315,8 +315,8 @@ class IdempotencyMiddleware:
     :class:`Idempotency`). Here the claim, the work and the stored answer are three
     short transactions instead: the claim commits first (so a concurrent retry sees
     it in flight → 409), the request runs, and a 2xx answer is stored (encrypted when
-    a cipher is given: it may hold tokens and masked personal data) before it is sent.
-    A non-2xx answer releases the claim, so the retry runs afresh. If the process dies between the
+    a cipher is given: it may hold tokens and masked personal data). A non-2xx answer
+    releases the claim, so the retry runs afresh. If the process dies between the
     work's commit and storing the answer, the claim is taken over after 60 seconds
     and the request runs again: acceptable for these operations (a second QR code,
     the same e-card returned again), never used for money.
@@ -364,17 +364,12 @@ class IdempotencyMiddleware:
         if stored is not None:
             await _send_stored(send, stored)
             return
-        # The answer is stored before the client sees any of it: a client that retries the
-        # moment it has the answer gets the replay, never 409 in flight (the issuance journey's
-        # immediate retry did, on a loaded machine, when the record was written after sending).
-        captured = _Capture()
+        captured = _Capture(send)
         try:
             await self.app(scope, replay_receive, captured)
         finally:
             ok = captured.status is not None and 200 <= captured.status < 300
             await self._settle(runtime, client_id, key, captured if ok else None)
-        for message in captured.messages:
-            await send(message)
 
     async def _claim(
         self, runtime: Any, client_id: str, key: str, fp: bytes
@@ -465,10 +460,10 @@ class IdempotencyMiddleware:
 
 
 class _Capture:
-    """Holds a response back (its messages, status, type and body) until it is stored."""
+    """Passes a response through while keeping a copy of its status, type and body."""
 
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
+    def __init__(self, send: Any) -> None:
+        self._send = send
         self.status: int | None = None
         self.content_type = b"application/json"
         self.chunks: list[bytes] = []
@@ -485,7 +480,7 @@ class _Capture:
                     self.content_type = bytes(value)
         elif message["type"] == "http.response.body":
             self.chunks.append(bytes(message.get("body", b"")))
-        self.messages.append(message)
+        await self._send(message)
 
 
 async def _buffer_body(receive: Any) -> tuple[bytes, Any]:
