@@ -1,11 +1,21 @@
 # e-SSC developer commands. `make help` lists them.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV := .venv
-PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 PROJECTS := shared services/gateway services/identity services/issuance services/settlement tools/devkit
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PROJECTS))
+# ESSC_VENV=/path/to/venv reuses a virtualenv made elsewhere (another checkout's `make venv`):
+# its interpreter and installed dependencies, nothing installed into it; this checkout's own
+# packages go first on PYTHONPATH, so this checkout's code is the code that runs.
+ifdef ESSC_VENV
+VENV := $(ESSC_VENV)
+STAMP :=
+empty :=
+export PYTHONPATH := $(subst $(empty) $(empty),:,$(abspath $(PROJECTS)))$(if $(PYTHONPATH),:$(PYTHONPATH))
+else
+VENV := .venv
+STAMP := $(VENV)/.installed
+endif
+PY := $(VENV)/bin/python
 # Tests use this PostgreSQL when it is reachable (money paths and concurrency run only there).
 ESSC_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export ESSC_TEST_POSTGRES_URL
@@ -16,16 +26,18 @@ export ESSC_TEST_POSTGRES_URL
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+ifndef ESSC_VENV
 $(STAMP): $(PYPROJECTS) requirements-dev.txt constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt --config-settings editable_mode=compat $(addprefix -e ,$(PROJECTS)) -r requirements-dev.txt
 	@touch $(STAMP)
+endif
 
 venv: $(STAMP) ## create .venv and install every package (editable) and the dev tools
 
 REPLICAS ?= 1
-run: $(STAMP) ## migrate, seed demo data and run the services on 127.0.0.1:8000-8003 (REPLICAS=2: two of each, on PostgreSQL+Redis)
+run: $(STAMP) ## migrate, seed demo data and run the services on 127.0.0.1:8000-8003 (ESSC_PORT_BASE=N: N..N+3; REPLICAS=2: two of each, on PostgreSQL+Redis)
 	$(PY) -m devkit.run --replicas $(REPLICAS)
 
 test: $(STAMP) ## run the whole test suite (PostgreSQL tests need $$ESSC_TEST_POSTGRES_URL reachable)
@@ -67,4 +79,4 @@ k8s-render: ## print the Kubernetes manifests of OVERLAY (dev or prod; needs kub
 	kubectl kustomize deploy/k8s/overlays/$(OVERLAY)
 
 clean: ## remove the virtualenv and local data (var/)
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache bench-results test-output
+	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache bench-results test-output

@@ -105,7 +105,12 @@ class ServiceApp(FastAPI):
         inner = super().build_middleware_stack()
         table = getattr(self.state, "idempotency_table", None)
         if table is not None:
-            inner = IdempotencyMiddleware(inner, table=table, runtime=lambda: self.state.runtime)
+            inner = IdempotencyMiddleware(
+                inner,
+                table=table,
+                runtime=lambda: self.state.runtime,
+                routes=getattr(self.state, "service_routes", ()),
+            )
         settings: ServiceSettings = self.state.settings
         stack = RequestContextMiddleware(
             inner,
@@ -124,8 +129,9 @@ def _peer_url(settings: ServiceSettings, peer: str) -> str:
     return str(getattr(settings, f"{peer}_url"))
 
 
-def _first_url(urls: str) -> str:
-    return urls.split(",", 1)[0].strip()
+def _all_urls(urls: str) -> list[str]:
+    """Every replica of a comma-separated list (each serves the same JWKS)."""
+    return [u.strip().rstrip("/") for u in urls.split(",") if u.strip()]
 
 
 def health_router() -> APIRouter:
@@ -316,6 +322,8 @@ def build_service_app(
     """
     configure_logging(service, settings.log_level)
     metrics = Metrics(service)
+    if idempotency_table is not None:
+        metrics.idempotent_replays()  # exposed from the start, at 0
     purposes = tuple(dict.fromkeys((*key_purposes, INTERNAL_PURPOSE)))
 
     @asynccontextmanager
@@ -339,7 +347,7 @@ def build_service_app(
         jwks_http = httpx.AsyncClient(timeout=2.0, follow_redirects=False)
         jwks: dict[str, JwksCache] = {
             GATEWAY_ISSUER: JwksCache(
-                _first_url(settings.gateway_url) + "/internal/jwks.json",
+                [u + "/internal/jwks.json" for u in _all_urls(settings.gateway_url)],
                 client=jwks_http,
                 ttl=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_seconds,
@@ -347,7 +355,7 @@ def build_service_app(
         }
         for peer in peers:
             jwks[service_urn(peer)] = JwksCache(
-                _first_url(_peer_url(settings, peer)) + "/internal/jwks.json",
+                [u + "/internal/jwks.json" for u in _all_urls(_peer_url(settings, peer))],
                 client=jwks_http,
                 ttl=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_seconds,
@@ -426,6 +434,8 @@ def build_service_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.idempotency_table = idempotency_table
+    # Each service router's own routes (full paths): the idempotency layer labels replays.
+    app.state.service_routes = [r for router in routers for r in router.routes]
     install_problem_handlers(app)
     install_db_error_handler(app)
     app.include_router(health_router())

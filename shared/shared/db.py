@@ -4,17 +4,22 @@ The per-request session commits exactly once, after the handler returns and
 before the response is sent (the dependency is declared with
 ``scope="function"``, so FastAPI runs its exit code before serialising and a
 failing commit becomes an error answer, never a success). Any exception rolls
-back. Connection-level failures render as 503 problems, not 500s.
+back. Connection-level failures render as 503 problems, not 500s, whichever layer
+raised them: SQLAlchemy, its asyncpg adapter (statements sent outside SQLAlchemy's
+execution, e.g. the ``BEGIN`` of :func:`driver_connection`) or asyncpg itself (hot paths
+that use the driver connection directly).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from sqlalchemy import MetaData, event, text
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
@@ -25,7 +30,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from starlette.responses import Response
 
-from shared.problems import problem_response
+from shared.problems import ServiceUnavailableError, problem_response
 
 logger = logging.getLogger("shared.db")
 
@@ -54,8 +59,12 @@ def make_engine(
 ) -> AsyncEngine:
     """An async engine for ``url`` (``postgresql+asyncpg://`` or ``sqlite+aiosqlite://``).
 
-    PostgreSQL sessions get a ``statement_timeout``; SQLite gets WAL, foreign keys
-    and a busy timeout so that the embedded default behaves under concurrent use.
+    PostgreSQL sessions get a ``statement_timeout``, and the driver a client-side
+    ``command_timeout`` a second longer: the server cancels a slow statement itself, but
+    when the network swallows a statement (or its answer) no answer ever comes, and the
+    request would wait on it forever, holding its pooled connection (the network-fault
+    tests found this). SQLite gets WAL, foreign keys and a busy timeout so that the
+    embedded default behaves under concurrent use.
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
@@ -83,6 +92,7 @@ def make_engine(
                 "idle_in_transaction_session_timeout": str(max(statement_timeout_ms * 4, 60_000)),
             },
             "timeout": 5,
+            "command_timeout": statement_timeout_ms / 1000 + 1,
         },
     )
 
@@ -125,7 +135,76 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         else:
-            await session.commit()
+            await commit(session)
+
+
+# Every exception class the driver layers raise (SQLAlchemy's, the adapter's, asyncpg's).
+DRIVER_ERRORS: tuple[type[Exception], ...] = (
+    DBAPIError,
+    PoolTimeoutError,
+    AsyncAdapt_asyncpg_dbapi.Error,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+# What a database call may raise when the database is out of reach (the driver's command
+# timeout included: a peer call's timeout is a 504 problem already, shared.http).
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *DRIVER_ERRORS)
+
+
+async def commit(session: AsyncSession) -> None:
+    """Commit the request's transaction; raises 503 if the connection fails during COMMIT.
+
+    Then the outcome is unknown: the server may have committed and only its answer was lost
+    (the network-fault tests produce exactly that). The problem says so instead of "nothing
+    was written", so that a client repeats the request only with its Idempotency-Key, or
+    after checking. Any other failure (a deferred constraint) is re-raised as it is.
+    """
+    try:
+        await session.commit()
+    except UNAVAILABLE_ERRORS as exc:
+        if not (isinstance(exc, TimeoutError) or is_connection_error(exc)):
+            raise
+        raise ServiceUnavailableError(
+            "The database connection failed while committing: the request may or may not "
+            "have been applied. Retry with the same Idempotency-Key, or check first.",
+            headers={"Retry-After": "1"},
+        ) from exc
+
+
+_AFTER_COMMIT = "essc_after_commit"
+
+
+def after_commit(session: AsyncSession, action: Callable[[], None]) -> None:
+    """Run ``action`` once the session's current transaction commits; drop it on rollback.
+
+    For effects that must follow the data, not the attempt: a business counter bumped in
+    service code would count a write whose commit then failed, or count twice a request
+    retried after a serialization failure. Actions run in order, synchronously, right
+    after the commit; one that raises is logged and does not stop the others.
+    """
+    sync = session.sync_session
+    actions: list[Callable[[], None]] | None = sync.info.get(_AFTER_COMMIT)
+    if actions is None:
+        actions = sync.info[_AFTER_COMMIT] = []
+
+        def run(_session: Any) -> None:
+            if sync.in_nested_transaction():  # a savepoint released: not the commit yet
+                return
+            pending = list(sync.info.get(_AFTER_COMMIT) or ())
+            sync.info[_AFTER_COMMIT] = []
+            for pending_action in pending:
+                try:
+                    pending_action()
+                except Exception:
+                    logger.exception("an after-commit action failed")
+
+        def drop(_session: Any, transaction: Any) -> None:
+            if transaction.parent is None:  # the outermost transaction ended uncommitted
+                sync.info[_AFTER_COMMIT] = []
+
+        event.listen(sync, "after_commit", run)
+        event.listen(sync, "after_transaction_end", drop)
+    actions.append(action)
 
 
 async def driver_connection(session: AsyncSession) -> Any:
@@ -153,33 +232,65 @@ async def driver_connection(session: AsyncSession) -> Any:
     return driver
 
 
+# The server or the connection, not the statement: SQLSTATE classes 08 (connection
+# exception), 53 (insufficient resources: 53300 is the connection limit, seen when replicas
+# and their pools outgrow max_connections), 57P (shutdown, cannot connect now), and a
+# cancelled statement (57014, statement_timeout). Nothing was written: 503, retry.
+_CONNECTION_SQLSTATES = ("08", "53", "57P")
+_UNAVAILABLE_SQLSTATES = frozenset({"57014"})
+_CONNECTION_ERROR_NAMES = frozenset(
+    {
+        "ConnectionDoesNotExistError",
+        "InterfaceError",
+        "AdminShutdownError",
+        "CannotConnectNowError",
+        "ConnectionFailureError",
+        "QueryCanceledError",
+        "TooManyConnectionsError",
+    }
+)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: SQLAlchemy's ``orig`` (the adapter's error), then the
+    driver's exception the adapter raised it from."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 6 and current not in chain:
+        chain.append(current)
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return chain
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """True for failures of the database connection itself (not of a statement's logic)."""
-    if isinstance(exc, PoolTimeoutError | ConnectionError | OSError):
-        return True
+    for err in _causes(exc):
+        if isinstance(err, PoolTimeoutError | ConnectionError | OSError):
+            return True
+        if isinstance(err, DBAPIError) and (
+            err.connection_invalidated or isinstance(err, OperationalError)
+        ):
+            return True
+        sqlstate = str(getattr(err, "sqlstate", None) or "")
+        if sqlstate.startswith(_CONNECTION_SQLSTATES) or sqlstate in _UNAVAILABLE_SQLSTATES:
+            return True
+        if type(err).__name__ in _CONNECTION_ERROR_NAMES:
+            return True
     if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        if isinstance(exc, OperationalError):
-            return True
-        orig = getattr(exc, "orig", None)
-        name = type(orig).__name__ if orig is not None else ""
-        return (
-            name
-            in {
-                "ConnectionDoesNotExistError",
-                "InterfaceError",
-                "AdminShutdownError",
-                "CannotConnectNowError",
-                "ConnectionFailureError",
-                "QueryCanceledError",
-            }
-            or "connection" in str(orig).lower()
-        )
+        return "connection" in str(exc.orig).lower()
     return False
 
 
 async def _handle_db_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, TimeoutError):
+        # The driver's command timeout: the statement (even a COMMIT) may or may not have run.
+        return problem_response(
+            503,
+            detail="The database did not answer in time. Retry shortly.",
+            instance=request.url.path,
+            headers={"Retry-After": "1"},
+        )
     if is_connection_error(exc):
         return problem_response(
             503,
@@ -192,6 +303,11 @@ async def _handle_db_error(request: Request, exc: Exception) -> Response:
 
 
 def install_db_error_handler(app: FastAPI) -> None:
-    """Render lost connections, pool timeouts and cancelled statements as 503 problems."""
-    app.add_exception_handler(DBAPIError, _handle_db_error)
-    app.add_exception_handler(PoolTimeoutError, _handle_db_error)
+    """Render lost connections, pool and command timeouts, cancelled statements as 503s.
+
+    Also the errors that reach a handler unwrapped by SQLAlchemy: the asyncpg adapter's
+    (``BEGIN`` sent by :func:`driver_connection`) and asyncpg's own (statements on the
+    driver connection). Before, a connection lost there was a 500 (issue 7, network faults).
+    """
+    for exc_class in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(exc_class, _handle_db_error)

@@ -112,7 +112,9 @@ def load_data_keys(path: Path, *, create: bool) -> DataKeys:
             "encryption": {"1": _b64(secrets.token_bytes(32))},
             "blind_index": _b64(secrets.token_bytes(32)),
         }
-        tmp = path.with_suffix(".tmp")
+        # A name of this process's own: replicas starting together each write a whole file
+        # and the first link wins (one shared temporary name let one truncate another's).
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(doc, fh)

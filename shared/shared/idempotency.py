@@ -44,7 +44,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from shared.db import driver_connection
+from shared.db import driver_connection, is_connection_error
 from shared.fieldcrypto import FieldCipher
 from shared.problems import BadRequestError, ConflictError, UnprocessableError
 
@@ -308,6 +308,10 @@ class Idempotency:
 _ABANDONED_AFTER = timedelta(seconds=60)
 
 
+class _ClaimReleased(Exception):
+    """The conflicting claim was deleted before it could be read: claim again."""
+
+
 class IdempotencyMiddleware:
     """``Idempotency-Key`` on every POST of a service that moves no money (identity, issuance).
 
@@ -315,7 +319,8 @@ class IdempotencyMiddleware:
     :class:`Idempotency`). Here the claim, the work and the stored answer are three
     short transactions instead: the claim commits first (so a concurrent retry sees
     it in flight → 409), the request runs, and a 2xx answer is stored (encrypted when
-    a cipher is given: it may hold tokens and masked personal data). A non-2xx answer
+    a cipher is given: it may hold tokens and masked personal data) before it is sent,
+    so that a retry made as soon as the answer arrives is a replay. A non-2xx answer
     releases the claim, so the retry runs afresh. If the process dies between the
     work's commit and storing the answer, the claim is taken over after 60 seconds
     and the request runs again: acceptable for these operations (a second QR code,
@@ -325,10 +330,13 @@ class IdempotencyMiddleware:
     request without a valid token passes through untouched (the route answers 401).
     """
 
-    def __init__(self, app: Any, *, table: Table, runtime: Any) -> None:
+    def __init__(self, app: Any, *, table: Table, runtime: Any, routes: Any = ()) -> None:
         self.app = app
         self.table = table
         self.runtime = runtime  # a callable returning the service Runtime (set by the lifespan)
+        # The app's routes: a replay, which never reaches the router, is labelled with the
+        # template of the route it was meant for (metrics, spans), not ``unmatched``.
+        self.routes = tuple(routes)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -361,17 +369,55 @@ class IdempotencyMiddleware:
         except (UnprocessableError, ConflictError) as exc:
             await _send_problem(send, scope, exc.status, exc.slug, exc.detail, exc.headers)
             return
+        except Exception as exc:
+            # This layer sits outside the app's problem handlers: answer here, never as a
+            # bare 500 text. Nothing ran yet, so a lost database is a plain 503.
+            if is_connection_error(exc):
+                await _send_problem(
+                    send,
+                    scope,
+                    503,
+                    "service-unavailable",
+                    "The database is unavailable; nothing was done. Retry with the same key.",
+                    {"Retry-After": "1"},
+                )
+                return
+            logger.error("idempotency claim failed: %s", type(exc).__name__)
+            await _send_problem(send, scope, 500, "internal-error", "An unexpected error occurred.")
+            return
         if stored is not None:
+            runtime.metrics.idempotent_replays().inc()
+            _record_route(scope, self.routes)
             await _send_stored(send, stored)
             return
         captured = _Capture(send)
         try:
             await self.app(scope, replay_receive, captured)
         finally:
-            ok = captured.status is not None and 200 <= captured.status < 300
+            ok = captured.complete and captured.status is not None and 200 <= captured.status < 300
             await self._settle(runtime, client_id, key, captured if ok else None)
+        # Only now does a 2xx answer leave: a retry sent the moment the client has it must
+        # find the stored answer, not a claim still in flight (409).
+        await captured.release()
 
     async def _claim(
+        self, runtime: Any, client_id: str, key: str, fp: bytes
+    ) -> tuple[int, bytes, bytes] | None:
+        # The claim that blocked ours can be released (its request failed) between our
+        # INSERT and our read: then there is nothing to replay and the key is free again.
+        for _ in range(3):
+            try:
+                return await self._claim_once(runtime, client_id, key, fp)
+            except _ClaimReleased:
+                continue
+        raise ConflictError(
+            "A request with this Idempotency-Key is still being processed.",
+            slug="idempotency-in-flight",
+            title="Request in flight",
+            headers={"Retry-After": "1"},
+        )
+
+    async def _claim_once(
         self, runtime: Any, client_id: str, key: str, fp: bytes
     ) -> tuple[int, bytes, bytes] | None:
         now = datetime.now(UTC)
@@ -396,7 +442,9 @@ class IdempotencyMiddleware:
                 return None
             row = (
                 await conn.execute(select(t).where(t.c.client_id == client_id, t.c.key == key))
-            ).one()
+            ).first()
+            if row is None:
+                raise _ClaimReleased
             if row.fingerprint != fp:
                 raise UnprocessableError(
                     "This Idempotency-Key was already used with a different request.",
@@ -460,13 +508,23 @@ class IdempotencyMiddleware:
 
 
 class _Capture:
-    """Passes a response through while keeping a copy of its status, type and body."""
+    """Keeps a copy of a response's status, type and body; holds a 2xx answer back until
+    :meth:`release` (after it is stored), passes any other straight through."""
 
     def __init__(self, send: Any) -> None:
         self._send = send
         self.status: int | None = None
         self.content_type = b"application/json"
         self.chunks: list[bytes] = []
+        self.complete = False
+        self._holding = False
+        self._held: list[Any] = []
+
+    async def release(self) -> None:
+        """Send what was held back."""
+        held, self._held = self._held, []
+        for message in held:
+            await self._send(message)
 
     @property
     def body(self) -> bytes:
@@ -478,8 +536,13 @@ class _Capture:
             for name, value in message.get("headers", []):
                 if name.lower() == b"content-type":
                     self.content_type = bytes(value)
+            self._holding = 200 <= self.status < 300
         elif message["type"] == "http.response.body":
             self.chunks.append(bytes(message.get("body", b"")))
+            self.complete = not message.get("more_body", False)
+        if self._holding:
+            self._held.append(message)
+            return
         await self._send(message)
 
 
@@ -546,6 +609,17 @@ def _open(runtime: Any, client_id: str, key: str, blob: bytes) -> bytes:
         row=_aad_row(client_id, key),
     )
     return plain.encode("latin-1")
+
+
+def _record_route(scope: Any, routes: tuple[Any, ...]) -> None:
+    """Put the route ``scope`` matches in it, as the router does for a routed request."""
+    from starlette.routing import Match
+
+    for route in routes:
+        match, _child = route.matches(scope)
+        if match is Match.FULL:
+            scope["route"] = route
+            return
 
 
 async def _send_stored(send: Any, stored: tuple[int, bytes, bytes]) -> None:

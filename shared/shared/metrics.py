@@ -7,6 +7,8 @@ route templates (``/v1/ecards/{ecard_id}``) and never raw paths, which carry ids
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -52,6 +54,9 @@ class Metrics:
         )
         self._request_children: dict[tuple[str, str, int], Counter] = {}
         self._duration_children: dict[tuple[str, str], Histogram] = {}
+        self._replays: Counter | None = None
+        self._outbox_lag: Gauge | None = None
+        self._feeds: dict[str, FeedLag] = {}
 
     def counter(self, name: str, doc: str, labels: list[str] | None = None) -> Counter:
         """A counter registered on this service's registry."""
@@ -64,6 +69,31 @@ class Metrics:
     def histogram(self, name: str, doc: str, labels: list[str] | None = None) -> Histogram:
         """A histogram registered on this service's registry."""
         return Histogram(name, doc, labels or [], buckets=_BUCKETS, registry=self.registry)
+
+    def idempotent_replays(self) -> Counter:
+        """``essc_idempotent_replays_total``, registered on first use (services with keys)."""
+        if self._replays is None:
+            self._replays = self.counter(
+                "essc_idempotent_replays_total", "Answers replayed for a reused Idempotency-Key."
+            )
+        return self._replays
+
+    def outbox_lag(self) -> Gauge:
+        """``essc_outbox_lag_seconds{outbox}``, registered on first use."""
+        if self._outbox_lag is None:
+            self._outbox_lag = self.gauge(
+                "essc_outbox_lag_seconds",
+                "Age of the oldest event not yet delivered, by outbox.",
+                ["outbox"],
+            )
+        return self._outbox_lag
+
+    def feed_lag(self, outbox: str) -> FeedLag:
+        """The lag of this process as a consumer of a pull feed (see :class:`FeedLag`)."""
+        feed = self._feeds.get(outbox)
+        if feed is None:
+            feed = self._feeds[outbox] = FeedLag(self.outbox_lag(), outbox)
+        return feed
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one finished request (children cached: this runs on every request)."""
@@ -83,3 +113,22 @@ class Metrics:
     def render(self) -> bytes:
         """The text exposition of every metric of this service."""
         return generate_latest(self.registry)
+
+
+class FeedLag:
+    """``essc_outbox_lag_seconds{outbox}`` seen from a consumer that polls a feed.
+
+    The consumer cannot see the producer's table, so the lag is the time since it last
+    reached the end of the feed (or found another replica holding the feed): an upper
+    bound on the age of the oldest event it has not applied. It stays near the poll
+    period while the consumer keeps up and grows while the feed fails or a backlog drains.
+    Read at scrape time.
+    """
+
+    def __init__(self, gauge: Gauge, outbox: str) -> None:
+        self._caught_up_at = time.monotonic()
+        gauge.labels(outbox).set_function(lambda: time.monotonic() - self._caught_up_at)
+
+    def caught_up(self) -> None:
+        """Record that the consumer has just reached the end of the feed."""
+        self._caught_up_at = time.monotonic()

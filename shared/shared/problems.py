@@ -242,6 +242,14 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
             loc, message = ("body",), "Body is not valid JSON."
         elif err.get("type") == "extra_forbidden":
             message = "Unknown field."
+        elif err.get("type") in ("too_short", "too_long") and isinstance(err.get("input"), str):
+            # A length bound on a validated string (CleanStr) is checked as a generic length:
+            # pydantic would say "items"; a caller reads characters.
+            ctx = err.get("ctx") or {}
+            if err["type"] == "too_short":
+                message = f"String should have at least {ctx.get('min_length')} characters"
+            else:
+                message = f"String should have at most {ctx.get('max_length')} characters"
         out.append({"field": format_loc(loc), "message": message})
     return out
 

@@ -21,12 +21,15 @@ Tests and embedders may install their own provider with :func:`use_tracer_provid
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from opentelemetry.sdk.trace import TracerProvider
     from sqlalchemy.ext.asyncio import AsyncEngine
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -202,3 +205,29 @@ def instrument_engine(engine: AsyncEngine, service: str) -> bool:
     # the instrumentor instruments once per process and our engines come and go with apps.
     EngineTracer(tracer, engine.sync_engine, usage)  # type: ignore[no-untyped-call]
     return True
+
+
+_NO_SPAN = contextlib.nullcontext()
+
+
+def statement_span(sql: str, system: str = "postgresql") -> AbstractContextManager[Any]:
+    """A client span for one statement sent to the database driver directly (not through
+    SQLAlchemy, whose statements :func:`instrument_engine` traces); a no-op when off.
+
+    Named by the SQL verb, as the SQLAlchemy spans are; ``db.statement`` is the statement
+    with its placeholders (never the values: they may be personal data).
+    """
+    provider = _state["provider"]
+    if provider is None:
+        return _NO_SPAN
+    from opentelemetry.trace import SpanKind
+
+    words = sql.split(None, 1)
+    span: AbstractContextManager[Any] = provider.get_tracer(
+        "shared.tracing.db"
+    ).start_as_current_span(
+        words[0].upper() if words else "SQL",
+        kind=SpanKind.CLIENT,
+        attributes={"db.system": system, "db.statement": sql},
+    )
+    return span

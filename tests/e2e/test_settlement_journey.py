@@ -10,18 +10,14 @@ identity's ``seed-demo``; the accounts open from identity's feed.
 from __future__ import annotations
 
 import importlib.util
-import json
 import secrets
-import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
 
-import httpx
 import pytest
 
 from devkit.cluster import Cluster
-from support.cluster import pg_cluster
+from support.journey import BILL, Gateway, eventually, fen
+from support.otlp import TracedCluster
 
 if importlib.util.find_spec("identity.seed") is None:
     # Until identity's demo seed and verification API are merged there is nothing to drive.
@@ -29,112 +25,12 @@ if importlib.util.find_spec("identity.seed") is None:
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
-ENV = {
-    "SETTLEMENT_EVENT_POLL_SECONDS": "0.2",
-    "SETTLEMENT_EVENT_IDLE_MAX_SECONDS": "0.5",
-    "ISSUANCE_EVENT_POLL_SECONDS": "0.2",
-}
-PIN = "135790"
-BILL = [
-    {"code": "A1", "name": "ward day", "category": "A", "quantity": "2", "unit_price": "300.00"},
-    {"code": "B1", "name": "antibiotic", "category": "B", "quantity": "3", "unit_price": "45.50"},
-    {"code": "C1", "name": "single room", "category": "C", "quantity": "1", "unit_price": "80.00"},
-]
-
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Iterator[Cluster]:
-    with pg_cluster(tmp_path_factory.mktemp("settlement-e2e"), run_id + "s", extra_env=ENV) as c:
-        var = c.var_dir
-        c.run_cli(
-            "identity",
-            "seed-demo",
-            "--out",
-            str(var / "demo-clients.json"),
-            "--holders-out",
-            str(var / "demo-holders.json"),
-            "--holders",
-            "5",
-        )
-        c.run_cli("settlement", "seed-demo")
-        yield c
-
-
-def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
-
-
-class Gateway:
-    def __init__(self, cluster: Cluster) -> None:
-        self.http = httpx.Client(base_url=cluster.url("gateway"), timeout=15)
-        self.clients: list[dict[str, Any]] = json.loads(
-            (cluster.var_dir / "demo-clients.json").read_text()
-        )
-        self.holders: list[dict[str, Any]] = json.loads(
-            (cluster.var_dir / "demo-holders.json").read_text()
-        )
-
-    def entry(self, kind: str, index: int = 0) -> dict[str, Any]:
-        return [c for c in self.clients if c["kind"] == kind and c.get("client_secret")][index]
-
-    def auth(self, entry: dict[str, Any]) -> dict[str, str]:
-        resp = self.http.post(
-            "/oauth/token",
-            data={"grant_type": "client_credentials"},
-            auth=(entry["client_id"], entry["client_secret"]),
-        )
-        assert resp.status_code == 200, resp.text
-        return {"Authorization": "Bearer " + resp.json()["access_token"]}
-
-    def ecard_with_payment(
-        self, holder: dict[str, Any], app: dict[str, str], ops: dict[str, str]
-    ) -> str:
-        details = {k: holder[k] for k in ("name", "id_number", "card_number", "phone")}
-        started = self.http.post("/v1/verifications", json=details, headers=app)
-        assert started.status_code == 201, started.text
-        items = self.http.get(
-            "/v1/admin/sms-outbox", params={"phone": holder["phone"]}, headers=ops
-        ).json()["items"]
-        code = sorted(items, key=lambda i: i["sent_at"])[-1]["code"]
-        confirmed = self.http.post(
-            f"/v1/verifications/{started.json()['verification_id']}/confirm",
-            json={"code": code},
-            headers=app,
-        )
-        assert confirmed.status_code == 200, confirmed.text
-        issued = self.http.post(
-            "/v1/ecards",
-            json={"identity_assertion": confirmed.json()["identity_assertion"]},
-            headers=app,
-        )
-        assert issued.status_code in (200, 201), issued.text
-        ecard = str(issued.json()["ecard_id"])
-        path = f"/v1/ecards/{ecard}"
-        assert self.http.put(path + "/pin", json={"pin": PIN}, headers=app).status_code == 204
-        paid = self.http.post(path + "/payment", json={"pin": PIN}, headers=app)
-        assert paid.status_code == 200, paid.text
-        return ecard
-
-    def settlement_token(self, ecard: str, app: dict[str, str], hospital: dict[str, str]) -> str:
-        qr = self.http.post(
-            f"/v1/ecards/{ecard}/qrcodes", json={"purpose": "payment", "pin": PIN}, headers=app
-        )
-        assert qr.status_code == 201, qr.text
-        scan = self.http.post(
-            "/v1/scans",
-            json={"qr_token": qr.json()["qr_token"], "purpose": "settlement"},
-            headers=hospital,
-        )
-        assert scan.status_code == 201, scan.text
-        return str(scan.json()["settlement_token"])
-
-
-def fen(text: str) -> int:
-    whole, _, frac = text.partition(".")
-    return (-1 if whole.startswith("-") else 1) * (abs(int(whole)) * 100 + int(frac))
+def cluster(observed: TracedCluster) -> Cluster:
+    """The package's seeded cluster (tests/e2e/conftest.py), shared with the observability
+    tests; this journey uses the first demo holder, they use others."""
+    return observed.cluster
 
 
 def test_scan_quote_settle_reconcile_refund(cluster: Cluster) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -365,10 +366,21 @@ async def test_breaker_opens_then_closes(stub: Stub, make_gateway: Any) -> None:
     assert fast.status_code == 503
     assert fast.headers["retry-after"] == "5"
     assert time.monotonic() - started < 0.5
+    # The metrics show it: the dropped connections, the refusal, the open breaker.
+    metrics = (await gw.get("/metrics")).text
+    assert 'essc_gateway_upstream_errors_total{kind="connection",upstream="issuance"} 2.0' in (
+        metrics
+    )
+    assert 'essc_gateway_upstream_errors_total{kind="breaker_open",upstream="issuance"} 1.0' in (
+        metrics
+    )
+    assert 'essc_gateway_breaker_state{upstream="issuance"} 2.0' in metrics
+    assert 'essc_gateway_breaker_state{upstream="settlement"} 0.0' in metrics
     stub.up = True
     await asyncio.sleep(0.6)
     assert (await gw.post("/v1/scans", headers=bearer(token))).status_code == 200
     assert (await gw.post("/v1/scans", headers=bearer(token))).status_code == 200
+    assert 'essc_gateway_breaker_state{upstream="issuance"} 0.0' in (await gw.get("/metrics")).text
 
 
 async def test_upstream_deadline_is_504_within_the_deadline(stub: Stub, make_gateway: Any) -> None:
@@ -380,6 +392,8 @@ async def test_upstream_deadline_is_504_within_the_deadline(stub: Stub, make_gat
     assert resp.status_code == 504
     assert resp.json()["detail"] == "The issuance service did not answer in time."
     assert time.monotonic() - started < 1.5
+    metrics = (await gw.get("/metrics")).text
+    assert 'essc_gateway_upstream_errors_total{kind="timeout",upstream="issuance"} 1.0' in metrics
 
 
 async def test_dead_replica_is_skipped(stub: Stub, make_gateway: Any) -> None:
@@ -388,3 +402,47 @@ async def test_dead_replica_is_skipped(stub: Stub, make_gateway: Any) -> None:
     token = access_token(stub, ClientKind.SCANNER)
     statuses = [(await gw.post("/v1/scans", headers=bearer(token))).status_code for _ in range(6)]
     assert statuses == [200] * 6
+
+
+async def test_a_dead_first_identity_replica_stops_neither_tokens_nor_revocation(
+    stub: Stub, make_gateway: Any
+) -> None:
+    """Identity's keys and its disabled list are in its database, so any replica serves them:
+    with the first listed replica dead, tokens still verify and a disabled client still stops."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens once closed
+    gw = await make_gateway(identity_url=f"{dead},{stub.url}")
+    token = access_token(stub, ClientKind.SCANNER, client_id="scanner-7")
+    assert (await gw.post("/v1/scans", headers=bearer(token))).status_code == 200
+    stub.disabled.append("scanner-7")
+    deadline = time.monotonic() + 3
+    status = 200
+    while time.monotonic() < deadline and status == 200:
+        await asyncio.sleep(0.05)
+        status = (await gw.post("/v1/scans", headers=bearer(token))).status_code
+    assert status == 401
+    assert (await gw.get("/.well-known/jwks.json")).json()["keys"]
+
+
+async def test_an_abandoned_trial_does_not_keep_a_replica_out(
+    stub: Stub, make_gateway: Any
+) -> None:
+    """The half-open trial request's client goes away mid-request: the trial slot is freed,
+    so the recovered replica is tried again and serves (no 503 for ever after)."""
+    gw = await make_gateway(breaker_failure_threshold=2, breaker_open_seconds=0.3)
+    token = access_token(stub, ClientKind.SCANNER)
+    stub.up = False
+    assert [(await gw.post("/v1/scans", headers=bearer(token))).status_code for _ in range(2)] == [
+        502,
+        502,
+    ]
+    stub.up, stub.delay = True, 1.0
+    await asyncio.sleep(0.4)  # half-open: the next request is the trial
+    trial = asyncio.create_task(gw.post("/v1/scans", headers=bearer(token)))
+    await asyncio.sleep(0.2)
+    trial.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await trial
+    stub.delay = 0.0
+    assert (await gw.post("/v1/scans", headers=bearer(token))).status_code == 200

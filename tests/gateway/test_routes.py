@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway.openapi import merge
 from gateway.routes import ROUTES, RouteTable
 
 
@@ -36,3 +37,23 @@ def test_admin_routes_need_ops_and_public_routes_are_few() -> None:
             assert route.scopes == frozenset({"ops"})
     public = {r.template for r in ROUTES if r.public}
     assert all(p.startswith(("/oauth", "/.well-known", "/h5/")) for p in public)
+
+
+def test_merged_token_endpoint_documents_the_gateways_problems_beside_oauth_errors() -> None:
+    """The gateway's own 429 (public-route rate limit) reaches /oauth/token callers as a
+    problem even though identity documents its 429 in the RFC 6749 format."""
+    oauth_429 = {
+        "description": "Too many requests.",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+    identity = {
+        "openapi": "3.1.0",
+        "info": {"title": "identity", "version": "1"},
+        "paths": {
+            "/oauth/token": {"post": {"x-essc-own-errors": True, "responses": {"429": oauth_429}}}
+        },
+    }
+    doc = merge({"identity": identity}, public_issuer="https://essc.example")
+    answers = doc["paths"]["/oauth/token"]["post"]["responses"]
+    assert set(answers["429"]["content"]) == {"application/json", "application/problem+json"}
+    assert set(answers["504"]["content"]) == {"application/problem+json"}

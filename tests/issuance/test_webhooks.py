@@ -114,7 +114,7 @@ async def test_each_event_once_with_a_valid_signature(tmp_path: Path, receiver: 
             assert set(body) == {"event_id", "type", "occurred_at", "data"}
         assert len({r["body"]["event_id"] for r in receiver.acked}) == 2
         metrics = (await env.client.get("/metrics")).text
-        assert 'essc_webhook_deliveries_total{outcome="delivered"} 2.0' in metrics
+        assert 'essc_webhook_deliveries_total{outcome="success"} 2.0' in metrics
         assert 'essc_outbox_pending{outbox="webhook"} 0.0' in metrics
 
 

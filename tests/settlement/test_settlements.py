@@ -41,7 +41,7 @@ async def test_settle_posts_the_split_once_and_replays_the_answer(pg_api: Api) -
     )
     assert token.redemptions == 1
     metrics = (await pg_api.client.get("/metrics")).text
-    assert 'essc_settlements_total{outcome="settled",region="310000"}' in metrics
+    assert 'essc_settlements_total{outcome="success",region="310000"}' in metrics
     assert "essc_idempotent_replays_total 1.0" in metrics
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +73,30 @@ def test_masks() -> None:
     assert mask_name("张三丰") == "张**"
     assert mask_phone("13800138000") == "138****8000"
     assert mask_card_number("A12345678") == "A1*****78"
+
+
+def _load_at_once(args: tuple[str, Any]) -> str:
+    path, barrier = args
+    barrier.wait()
+    try:
+        keys = load_data_keys(Path(path), create=True)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return keys.index.digest("370200199001010021", purpose="race").hex()
+
+
+def test_replicas_starting_together_agree_on_one_set_of_data_keys(tmp_path: Path) -> None:
+    """Two processes of a service starting at once on a fresh key directory (``make run
+    REPLICAS=2``) must end with the same keys, or one could not read the other's rows. Eight
+    processes released together, a few rounds: every one loads, and all load the same keys."""
+    # forkserver: children forked from a clean server, not from this threaded test process.
+    ctx = multiprocessing.get_context("forkserver")
+    outcomes: list[set[str]] = []
+    ctx.set_forkserver_preload(["shared.fieldcrypto"])
+    with ctx.Manager() as manager, ctx.Pool(8) as pool:
+        for round_ in range(12):
+            barrier = manager.Barrier(8)
+            path = str(tmp_path / f"r{round_}" / "data.json")
+            outcomes.append(set(pool.map(_load_at_once, [(path, barrier)] * 8)))
+    assert all(len(seen) == 1 for seen in outcomes), outcomes
+    assert all(len(next(iter(seen))) == 64 for seen in outcomes), outcomes  # digests, no errors

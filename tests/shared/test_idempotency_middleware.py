@@ -149,9 +149,51 @@ async def test_replay_returns_the_stored_answer_once_executed(env: Any) -> None:
     assert again.headers["idempotency-replayed"] == "true"
     assert "idempotency-replayed" not in first.headers
     assert probe.calls == 1
+    metrics = (await client.get("/metrics")).text
+    assert "essc_idempotent_replays_total 1.0" in metrics
+    # The replay never reached the router, and is still counted under its route's template.
+    assert (
+        'essc_http_requests_total{method="POST",route="/v1/things",service="probe",status="201"}'
+        " 2.0"
+    ) in metrics
     # Without a key every POST runs.
     await client.post("/v1/things", json={"x": 1}, headers=headers(app, None))
     assert probe.calls == 2
+
+
+async def test_the_answer_is_stored_before_it_is_sent(env: Any) -> None:
+    """A client that retries the moment it has the answer gets a replay, not a 409."""
+    app, _client, _probe = env
+    sent = {**headers(app, "k-race"), "content-type": "application/json", "content-length": "8"}
+    stored_when_sent: list[object] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b'{"x": 3}', "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            async with app.state.runtime.db.engine.connect() as conn:
+                row = await conn.execute(
+                    text("SELECT status_code FROM idempotency_record WHERE key = 'k-race'")
+                )
+                stored_when_sent.append(row.scalar_one())
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/things",
+        "raw_path": b"/v1/things",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in sent.items()],
+        "client": ("127.0.0.1", 1),
+        "server": ("t", 80),
+    }
+    await app(scope, receive, send)
+    assert stored_when_sent == [201]
 
 
 async def test_keys_are_scoped_per_client(env: Any) -> None:
@@ -213,3 +255,59 @@ async def test_stored_answers_are_encrypted_at_rest(env: Any) -> None:
     assert raw is not None
     assert b"424242" not in bytes(raw)
     assert b"token-" not in bytes(raw)
+
+
+async def test_lost_database_at_the_claim_is_a_503_problem(env: Any) -> None:
+    """The middleware sits outside the app's problem handlers: it answers a lost database
+    itself (503 problem, nothing run), never with a bare 500 text."""
+    from devkit.cluster import free_port
+    from shared.db import make_engine
+
+    app, client, probe = env
+    db = app.state.runtime.db
+    kept = db.engine
+    dead = make_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/gone")
+    db.engine = dead
+    try:
+        resp = await client.post("/v1/things", json={}, headers=headers(app, "k7"))
+    finally:
+        db.engine = kept
+        await dead.dispose()
+    assert resp.status_code == 503
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert resp.json()["status"] == 503
+    assert resp.headers["retry-after"] == "1"
+    assert probe.calls == 0
+
+
+async def test_a_claim_released_under_our_feet_is_claimed_again_not_a_500(env: Any) -> None:
+    """The claim our INSERT conflicted with can be deleted (its request failed) before we
+    read it: the middleware claims again instead of failing on the missing row (was a 500).
+
+    Simulated in the claim's own transaction (the row vanishes right before the read), which
+    the retry's rollback undoes: the second attempt then finds the stored answer again."""
+    from sqlalchemy import event
+
+    app, client, probe = env
+    first = await client.post("/v1/things", json={}, headers=headers(app, "gone"))
+    assert first.status_code == 201
+    deleted: list[str] = []
+
+    def vanish(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        # Right before the claim's read: the row it conflicted with disappears.
+        if not deleted and statement.lstrip().upper().startswith("SELECT"):
+            if "idempotency_record" in statement:
+                cursor.execute("DELETE FROM idempotency_record")
+                deleted.append(statement)
+
+    engine = app.state.runtime.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", vanish)
+    try:
+        again = await client.post("/v1/things", json={}, headers=headers(app, "gone"))
+    finally:
+        event.remove(engine, "before_cursor_execute", vanish)
+    assert deleted, "the claim's read never ran"
+    assert again.status_code == 201, again.text
+    assert again.json() == first.json()
+    assert again.headers["idempotency-replayed"] == "true"
+    assert probe.calls == 1

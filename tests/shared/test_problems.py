@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Annotated
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.app import build_service_app
 from shared.problems import ConflictError, RateLimitedError
 from shared.settings import ServiceSettings
+from shared.validation import CleanStr
 
 pytestmark = pytest.mark.asyncio
 
@@ -27,6 +29,7 @@ class Item(BaseModel):
 class Bill(BaseModel):
     model_config = ConfigDict(extra="forbid")
     items: list[Item]
+    note: Annotated[CleanStr, Field(min_length=2, max_length=5)] | None = None
 
 
 router = APIRouter()
@@ -101,6 +104,18 @@ async def test_validation_error_names_the_field(client: httpx.AsyncClient) -> No
         {"field": "items[2].unit_price", "message": body["errors"][0]["message"]}
     ]
     assert "items[2].unit_price" in str(body["detail"])
+
+
+async def test_length_bounds_of_clean_strings_speak_of_characters(
+    client: httpx.AsyncClient,
+) -> None:
+    for note, message in (
+        ("x", "String should have at least 2 characters"),
+        ("xxxxxx", "String should have at most 5 characters"),
+    ):
+        resp = await client.post("/v1/bills", json={"items": [], "note": note})
+        body = assert_problem(resp, 422)
+        assert body["errors"] == [{"field": "note", "message": message}]
 
 
 async def test_unknown_field_is_rejected(client: httpx.AsyncClient) -> None:

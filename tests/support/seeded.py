@@ -26,6 +26,8 @@ from devkit.bench.tokens import access_token
 from devkit.cluster import Cluster
 from shared.tokens.claims import ClientKind
 from support.cluster import pg_cluster
+from support.journey import PIN
+from support.journey import ecard_with_payment as _journey_ecard
 
 ENV = {
     "SETTLEMENT_EVENT_POLL_SECONDS": "0.2",
@@ -40,7 +42,6 @@ SCOPES = {
     "scanner": "scan",
     "ops": "ops",
 }
-PIN = "135790"
 BILL = [
     {"code": "A1", "name": "ward day", "category": "A", "quantity": "2", "unit_price": "300.00"},
     {"code": "B1", "name": "antibiotic", "category": "B", "quantity": "3", "unit_price": "45.50"},
@@ -107,43 +108,22 @@ class Seeded:
         return asyncio.run(count())
 
 
-def _eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.1)
 
 
-def _ecard_with_payment(
+def ecard_with_payment(
     http: httpx.Client, seeded: Seeded, holder: dict[str, Any], app: dict[str, str]
 ) -> str:
-    details = {k: holder[k] for k in ("name", "id_number", "card_number", "phone")}
-    started = http.post("/v1/verifications", json=details, headers=app)
-    assert started.status_code == 201, started.text
-    items = http.get(
-        "/v1/admin/sms-outbox", params={"phone": holder["phone"]}, headers=seeded.auth("ops")
-    ).json()["items"]
-    code = sorted(items, key=lambda i: i["sent_at"])[-1]["code"]
-    confirmed = http.post(
-        f"/v1/verifications/{started.json()['verification_id']}/confirm",
-        json={"code": code},
-        headers=app,
-    )
-    assert confirmed.status_code == 200, confirmed.text
-    issued = http.post(
-        "/v1/ecards",
-        json={"identity_assertion": confirmed.json()["identity_assertion"]},
-        headers=app,
-    )
-    assert issued.status_code in (200, 201), issued.text
-    ecard = str(issued.json()["ecard_id"])
-    assert http.put(f"/v1/ecards/{ecard}/pin", json={"pin": PIN}, headers=app).status_code == 204
-    paid = http.post(f"/v1/ecards/{ecard}/payment", json={"pin": PIN}, headers=app)
-    assert paid.status_code == 200, paid.text
-    return ecard
+    """A demo holder verified by SMS, an e-card issued, a PIN set, payment enabled; its id."""
+    return _journey_ecard(http, holder, app, seeded.auth("ops"))
 
 
-def _settle(http: httpx.Client, seeded: Seeded, ecard: str, app: dict[str, str]) -> str:
+def quote(http: httpx.Client, seeded: Seeded, ecard: str, app: dict[str, str]) -> str:
+    """The hospital's way to a quote: the holder's payment QR, the scan, the quote; its id."""
     hospital = seeded.auth("hospital")
     qr = http.post(
         f"/v1/ecards/{ecard}/qrcodes", json={"purpose": "payment", "pin": PIN}, headers=app
@@ -155,7 +135,7 @@ def _settle(http: httpx.Client, seeded: Seeded, ecard: str, app: dict[str, str])
         headers=hospital,
     )
     assert scan.status_code == 201, scan.text
-    quote = http.post(
+    quoted = http.post(
         "/v1/settlements/quotes",
         json={
             "settlement_token": scan.json()["settlement_token"],
@@ -164,20 +144,31 @@ def _settle(http: httpx.Client, seeded: Seeded, ecard: str, app: dict[str, str])
         },
         headers=hospital,
     )
-    assert quote.status_code == 201, quote.text
+    assert quoted.status_code == 201, quoted.text
+    return str(quoted.json()["quote_id"])
+
+
+def _settle(http: httpx.Client, seeded: Seeded, ecard: str, app: dict[str, str]) -> str:
     settled = http.post(
         "/v1/settlements",
-        json={"quote_id": quote.json()["quote_id"]},
-        headers={**hospital, "Idempotency-Key": secrets.token_hex(8)},
+        json={"quote_id": quote(http, seeded, ecard, app)},
+        headers={**seeded.auth("hospital"), "Idempotency-Key": secrets.token_hex(8)},
     )
     assert settled.status_code == 201, settled.text
     return str(settled.json()["settlement_id"])
 
 
 @contextmanager
-def seeded_cluster(tmp: Path, run_id: str) -> Iterator[Seeded]:
-    """Start, seed, yield; torn down after."""
-    with pg_cluster(tmp, run_id, extra_env=ENV) as c:
+def seeded_cluster(
+    tmp: Path,
+    run_id: str,
+    *,
+    extra_env: dict[str, str] | None = None,
+    before_start: Callable[[Cluster], None] | None = None,
+) -> Iterator[Seeded]:
+    """Start, seed, yield; torn down after (``before_start`` as in :func:`pg_cluster`)."""
+    env = {**ENV, **(extra_env or {})}
+    with pg_cluster(tmp, run_id, extra_env=env, before_start=before_start) as c:
         var = c.var_dir
         c.run_cli(
             "identity",
@@ -197,9 +188,9 @@ def seeded_cluster(tmp: Path, run_id: str) -> Iterator[Seeded]:
         )
         with httpx.Client(base_url=seeded.url, timeout=15) as http:
             app = seeded.auth("partner_app")
-            ecards = [_ecard_with_payment(http, seeded, h, app) for h in seeded.holders[:2]]
+            ecards = [ecard_with_payment(http, seeded, h, app) for h in seeded.holders[:2]]
             account = f"/v1/ecards/{ecards[0]}/account"
-            _eventually(lambda: http.get(account, headers=app).json().get("opened") is True)
+            eventually(lambda: http.get(account, headers=app).json().get("opened") is True)
             settlement = _settle(http, seeded, ecards[0], app)
             h5 = http.post(f"/v1/ecards/{ecards[0]}/h5-sessions", headers=app)
             assert h5.status_code == 201, h5.text

@@ -96,16 +96,27 @@ class GatewayApp(FastAPI):
         return instrument_asgi(stack, "gateway")
 
 
-async def _fetch_json(pool: UpstreamPool, path: str, timeout: float) -> Any:
-    try:
-        async with pool.session.get(
-            pool.base_url + path, timeout=aiohttp.ClientTimeout(total=timeout)
-        ) as resp:
-            if resp.status != 200:
-                return None
-            return await resp.json()
-    except Exception:
-        return None
+async def _fetch_json(
+    pool: UpstreamPool, path: str, timeout: float, headers: dict[str, str] | None = None
+) -> Any:
+    """GET ``path`` from the first replica that answers 200 (None if none does).
+
+    Replicas in the pool's order of preference (:meth:`UpstreamPool.failover_order`), so
+    that one dead replica, the first listed included, costs a refused connection, not the
+    answer: the disabled-clients list and the merged OpenAPI must not hang on one process.
+    """
+    for replica in pool.failover_order():
+        try:
+            async with pool.session.get(
+                replica.base_url + path,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp:
+                if resp.status == 200:
+                    return await resp.json()
+        except Exception as exc:
+            logger.warning("GET %s from %s failed: %s", path, pool.name, type(exc).__name__)
+    return None
 
 
 async def _upstream_ready(pool: UpstreamPool, timeout: float) -> bool:
@@ -123,20 +134,24 @@ async def _upstream_ready(pool: UpstreamPool, timeout: float) -> bool:
 
 
 async def _poll_disabled_clients(runtime: GatewayRuntime) -> None:
-    """Keep the set of disabled clients fresh (last good set kept when identity is down)."""
+    """Keep the set of disabled clients fresh (last good set kept when identity is down).
+
+    Any identity replica will do: the list is identity's database, not a process's memory.
+    """
     pool = runtime.upstreams["identity"]
     while True:
         try:
             token = runtime.minter.token_for("identity")
-            async with pool.session.get(
-                pool.base_url + "/internal/v1/clients/disabled",
+            body = await _fetch_json(
+                pool,
+                "/internal/v1/clients/disabled",
+                2.0,
                 headers={"Authorization": f"Bearer {token}"},
-                timeout=aiohttp.ClientTimeout(total=2),
-            ) as resp:
-                if resp.status == 200:
-                    body = await resp.json()
-                    ids = body.get("client_ids", []) if isinstance(body, dict) else []
-                    runtime.disabled_clients = frozenset(str(i) for i in ids)
+            )
+            if isinstance(body, dict) and isinstance(body.get("client_ids"), list):
+                runtime.disabled_clients = frozenset(str(i) for i in body["client_ids"])
+            else:
+                logger.warning("disabled-clients refresh failed on every identity replica")
         except Exception as exc:
             logger.warning("disabled-clients refresh failed: %s", type(exc).__name__)
         await asyncio.sleep(runtime.settings.disabled_clients_poll_seconds)
@@ -249,7 +264,7 @@ def create_app(settings: GatewaySettings, *, authenticator: Authenticator | None
         jwks_http = httpx.AsyncClient(timeout=2.0, follow_redirects=False)
         public_jwks = {
             name: JwksCache(
-                upstreams[name].base_url + "/.well-known/jwks.json",
+                [r.base_url + "/.well-known/jwks.json" for r in upstreams[name].replicas],
                 client=jwks_http,
                 ttl=settings.jwks_cache_seconds,
                 min_refresh_interval=settings.jwks_min_refresh_seconds,

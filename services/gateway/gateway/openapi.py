@@ -17,6 +17,7 @@ from typing import Any
 
 from gateway.routes import ROUTES, Route
 from shared.openapi import PROBLEM_REF, finalize_openapi, problem_content, problem_schemas
+from shared.problems import PROBLEM_CONTENT_TYPE
 
 SCOPES = {
     "ecard:issue": "Partner apps: verify holders and issue e-cards.",
@@ -132,7 +133,12 @@ def merge(docs: Mapping[str, Mapping[str, Any] | None], *, public_issuer: str) -
         responses = operation.setdefault("responses", {})
         answers = _PUBLIC_ANSWERS if route.public else _GATEWAY_ANSWERS
         for status, description in answers.items():
-            responses.setdefault(status, _problem_response(int(status), description))
+            existing = responses.setdefault(status, _problem_response(int(status), description))
+            # The upstream may document its own format for a status the gateway also answers
+            # (the token endpoint's RFC 6749 429): both bodies can reach the caller.
+            content = existing.setdefault("content", {})
+            if PROBLEM_CONTENT_TYPE not in content:
+                content.update(problem_content(int(status), description))
         if route.method == "POST" and not route.public:
             _ensure_idempotency_header(operation)
         if route.public:

@@ -197,6 +197,9 @@ class Forwarder:
                 replica.breaker.failure()
                 self.on_upstream_error(route.upstream, "connection")
                 raise _problem(502, f"The {route.upstream} service is unreachable.") from None
+            except BaseException:
+                replica.breaker.abandon()  # e.g. cancelled: the client went away mid-request
+                raise
             replica.breaker.success()
             return
 

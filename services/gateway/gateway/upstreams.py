@@ -62,6 +62,12 @@ class Breaker:
         self.opened_at = None
         self.trial_in_flight = False
 
+    def abandon(self) -> None:
+        """The request ended with no verdict on the replica (the caller went away, or an error
+        of ours): count nothing, but free the half-open trial slot, or no request would ever
+        be let through again and a recovered replica would stay out of rotation."""
+        self.trial_in_flight = False
+
     def failure(self) -> None:
         self.trial_in_flight = False
         self.failures += 1
@@ -115,6 +121,11 @@ class UpstreamPool:
             if self.replicas[i].breaker.allow():
                 return i
         return None
+
+    def failover_order(self) -> list[Replica]:
+        """Every replica, those whose breaker is closed first (the gateway's own GETs:
+        disabled clients, OpenAPI). Breakers are only read here."""
+        return sorted(self.replicas, key=lambda r: r.breaker.state is not BreakerState.CLOSED)
 
     def state(self) -> BreakerState:
         """The pool's worst-case view: open only when every replica is open."""

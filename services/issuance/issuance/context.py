@@ -34,6 +34,7 @@ class IssuanceMetrics:
     qr_scans: Counter
     webhook_deliveries: Counter
     outbox_pending: Gauge
+    outbox_lag: Gauge
 
     @classmethod
     def register(cls, metrics: Metrics) -> IssuanceMetrics:
@@ -46,7 +47,7 @@ class IssuanceMetrics:
             ),
             qr_scans=metrics.counter(
                 "essc_qr_scans_total",
-                "QR scans by outcome (ok, invalid, expired, already_used, not_active).",
+                "QR scans by outcome (success, invalid, expired, already_used, not_active).",
                 ["outcome"],
             ),
             webhook_deliveries=metrics.counter(
@@ -57,6 +58,7 @@ class IssuanceMetrics:
             outbox_pending=metrics.gauge(
                 "essc_outbox_pending", "Undelivered outbox rows, by outbox.", ["outbox"]
             ),
+            outbox_lag=metrics.outbox_lag(),
         )
 
 
@@ -103,8 +105,12 @@ async def build_context(
         load_data_keys, settings.data_keys_path, create=not settings.is_production
     )
     identity_jwks = JwksCache(
-        # Any identity replica serves the same keys (a comma-separated list: use the first).
-        settings.identity_url.split(",", 1)[0].strip() + "/.well-known/jwks.json",
+        # Any identity replica serves the same keys: tried in turn, the first answer wins.
+        [
+            u.strip().rstrip("/") + "/.well-known/jwks.json"
+            for u in settings.identity_url.split(",")
+            if u.strip()
+        ],
         client=runtime.jwks_http,
         ttl=settings.jwks_cache_seconds,
         min_refresh_interval=settings.jwks_min_refresh_seconds,

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database
 from shared.problems import ServiceUnavailableError
+from shared.tracing import statement_span
 
 _PARAM = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 
@@ -57,11 +58,13 @@ class _PgTx:
         self.conn = conn
 
     async def fetchrow(self, sql: Sql, params: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        row = await self.conn.fetchrow(sql.pg, *sql.args(params))
+        with statement_span(sql.pg):  # traced like SQLAlchemy's statements (when on)
+            row = await self.conn.fetchrow(sql.pg, *sql.args(params))
         return None if row is None else dict(row)
 
     async def execute(self, sql: Sql, params: Mapping[str, Any]) -> None:
-        await self.conn.execute(sql.pg, *sql.args(params))
+        with statement_span(sql.pg):
+            await self.conn.execute(sql.pg, *sql.args(params))
 
 
 class _SaTx:
@@ -74,6 +77,10 @@ class _SaTx:
 
     async def execute(self, sql: Sql, params: Mapping[str, Any]) -> None:
         await self.session.execute(sql.clause, dict(params))
+
+
+async def _no_reset(_conn: Any) -> None:
+    return None
 
 
 class HotDb:
@@ -95,6 +102,10 @@ class HotDb:
             min_size=1,
             max_size=size,
             server_settings={"statement_timeout": str(statement_timeout_ms)},
+            # asyncpg's default reset on release is one more round trip per request (advisory
+            # unlock, CLOSE ALL, UNLISTEN, RESET ALL); these paths leave no session state:
+            # plain statements in transactions, no LISTEN, no session-level locks or SETs.
+            reset=_no_reset,
         )
         return cls(db, pool)
 
@@ -113,6 +124,36 @@ class HotDb:
         if self.pool is not None:
             await self.pool.close()
 
+    async def fetchrow(self, sql: Sql, params: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """One read-only statement, its own transaction (no BEGIN/COMMIT round trips)."""
+        if self.pool is None:
+            async with self.db.sessionmaker() as session:
+                return await _SaTx(session).fetchrow(sql, params)
+        async with self._lost_is_503():
+            async with self.pool.acquire() as conn:
+                return await _PgTx(conn).fetchrow(sql, params)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @asynccontextmanager
+    async def _lost_is_503(self) -> AsyncIterator[None]:
+        import asyncpg
+
+        lost = (
+            OSError,
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncpg.exceptions.InterfaceError,
+            asyncpg.exceptions.CannotConnectNowError,
+            asyncpg.exceptions.QueryCanceledError,
+            asyncpg.exceptions.AdminShutdownError,
+        )
+        try:
+            yield
+        except lost:
+            raise ServiceUnavailableError(
+                "The database is unavailable; nothing was written. Retry shortly.",
+                headers={"Retry-After": "1"},
+            ) from None
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[HotTx]:
         """One transaction: committed when the block exits normally, else rolled back.
@@ -120,24 +161,8 @@ class HotDb:
         A lost connection or cancelled statement is a 503 problem (nothing was written).
         """
         if self.pool is not None:
-            import asyncpg
-
-            lost = (
-                OSError,
-                asyncpg.exceptions.ConnectionDoesNotExistError,
-                asyncpg.exceptions.InterfaceError,
-                asyncpg.exceptions.CannotConnectNowError,
-                asyncpg.exceptions.QueryCanceledError,
-                asyncpg.exceptions.AdminShutdownError,
-            )
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    yield _PgTx(conn)
-            except lost:
-                raise ServiceUnavailableError(
-                    "The database is unavailable; nothing was written. Retry shortly.",
-                    headers={"Retry-After": "1"},
-                ) from None
+            async with self._lost_is_503(), self.pool.acquire() as conn, conn.transaction():
+                yield _PgTx(conn)
         else:
             async with self.db.sessionmaker() as session, session.begin():
                 yield _SaTx(session)

@@ -43,6 +43,9 @@ class SettlementSettings(ServiceSettings):
     # An empty feed is polled less and less often, up to this period.
     event_idle_max_seconds: float = Field(default=5.0, gt=0, le=300)
     event_page_size: int = Field(default=200, ge=1, le=1000)
+    # The whole-ledger check behind essc_ledger_imbalance runs this often per process (0: only
+    # when an operator asks, GET /v1/admin/ledger/check). Full scans: keep it minutes apart.
+    ledger_check_seconds: float = Field(default=900.0, ge=0, le=86_400)
 
     # Risk rules: each rule that fires adds its score; at or above hold_score → 422 risk-review.
     risk_hold_score: int = Field(default=100, ge=1)

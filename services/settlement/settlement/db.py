@@ -23,7 +23,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
-from shared.db import Database, new_metadata
+from shared.db import Database, commit, new_metadata
 
 logger = logging.getLogger("settlement.db")
 
@@ -62,7 +62,7 @@ async def settlement_session(request: Request) -> AsyncIterator[AsyncSession]:
                     await session.rollback()
             raise
         else:
-            await session.commit()
+            await commit(session)
             if getattr(request.state, KILL_AFTER_COMMIT, False):
                 os.kill(os.getpid(), signal.SIGKILL)
 

@@ -9,6 +9,7 @@ from settlement.config import SettlementSettings
 from settlement.deps import Parts
 from settlement.events import consumer
 from settlement.ledger import router as ledger_router
+from settlement.ledger import service as ledger_service
 from settlement.models import IDEMPOTENCY
 from settlement.policies import router as policies_router
 from settlement.policies.service import PolicyCache
@@ -31,9 +32,20 @@ DESCRIPTION = (
 def create_app(settings: SettlementSettings) -> FastAPI:
     """Build the settlement app; nothing is opened until its lifespan starts."""
 
-    async def start_consumer(runtime: Runtime) -> None:
+    async def start_loops(runtime: Runtime) -> None:
         if settings.consume_events:
             runtime.spawn(consumer.run(runtime, settings), "identity-events")
+        if settings.ledger_check_seconds:
+            parts: Parts = app.state.parts
+            runtime.spawn(
+                ledger_service.check_loop(
+                    runtime.db,
+                    parts.metrics.ledger_imbalance,
+                    settings.ledger_check_seconds,
+                    parts.now,
+                ),
+                "ledger-check",
+            )
 
     app = build_service_app(
         settings=settings,
@@ -56,7 +68,7 @@ def create_app(settings: SettlementSettings) -> FastAPI:
             risk_router.router,
             ledger_router.router,
         ],
-        on_startup=[start_consumer],
+        on_startup=[start_loops],
     )
     app.state.parts = Parts(
         settings=settings,

@@ -8,6 +8,9 @@ driver connection of the request's session — in its transaction, committed wit
 (:func:`shared.db.driver_connection`). The embedded SQLite (development) runs the same
 statement through ``text()`` with ``:pN`` parameters.
 
+Each statement sent to the driver gets its own trace span when tracing is on
+(:func:`shared.tracing.statement_span`), as SQLAlchemy's statements do.
+
 Rows come back as mappings (``row["column"]``). Timestamps: pass aware datetimes; read them
 with :func:`utc` (SQLite hands back text). JSON: pass text (:func:`jsontext`), read with
 :func:`jsonvalue`. Database errors are re-raised as SQLAlchemy's, so the service's error
@@ -29,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from settlement.sql import is_postgres
 from shared.db import driver_connection
+from shared.tracing import statement_span
 
 _PARAM = re.compile(r"\$(\d+)")
 _CAST = re.compile(r"::[a-z_]+(\[\])?")
@@ -63,7 +67,8 @@ async def fetchrow(session: AsyncSession, stmt: Statement, *args: Any) -> Mappin
     if is_postgres(session):
         conn = await driver_connection(session)
         try:
-            row: Mapping[str, Any] | None = await conn.fetchrow(stmt.pg, *args)
+            with statement_span(stmt.pg):
+                row: Mapping[str, Any] | None = await conn.fetchrow(stmt.pg, *args)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise _wrap(stmt.pg, exc) from exc
         return row
@@ -75,7 +80,8 @@ async def fetchrow(session: AsyncSession, stmt: Statement, *args: Any) -> Mappin
 async def fetchrow_pg(conn: Any, sql: str, *args: Any) -> Mapping[str, Any]:
     """A PostgreSQL-only statement (data-modifying CTEs) on the driver connection: its row."""
     try:
-        row: Mapping[str, Any] | None = await conn.fetchrow(sql, *args)
+        with statement_span(sql):
+            row: Mapping[str, Any] | None = await conn.fetchrow(sql, *args)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         raise _wrap(sql, exc) from exc
     assert row is not None
@@ -85,7 +91,8 @@ async def fetchrow_pg(conn: Any, sql: str, *args: Any) -> Mapping[str, Any]:
 async def execute_pg(conn: Any, sql: str, *args: Any) -> None:
     """A PostgreSQL-only statement on the driver connection, for its effect."""
     try:
-        await conn.execute(sql, *args)
+        with statement_span(sql):
+            await conn.execute(sql, *args)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         raise _wrap(sql, exc) from exc
 
@@ -95,7 +102,8 @@ async def execute(session: AsyncSession, stmt: Statement, *args: Any) -> None:
     if is_postgres(session):
         conn = await driver_connection(session)
         try:
-            await conn.execute(stmt.pg, *args)
+            with statement_span(stmt.pg):
+                await conn.execute(stmt.pg, *args)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise _wrap(stmt.pg, exc) from exc
         return

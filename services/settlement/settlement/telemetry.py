@@ -33,11 +33,9 @@ class SettlementMetrics:
             risk_alerts=metrics.counter(
                 "essc_risk_alerts_total", "Risk alerts raised, by rule that fired.", ["rule"]
             ),
-            replays=metrics.counter(
-                "essc_idempotent_replays_total", "Answers replayed for a reused Idempotency-Key."
-            ),
+            replays=metrics.idempotent_replays(),
             ledger_imbalance=metrics.gauge(
                 "essc_ledger_imbalance",
-                "Problems the last ledger check found (must stay 0).",
+                "Problems the last whole-ledger check found (must stay 0).",
             ),
         )

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -71,11 +71,15 @@ class JwksCache:
     when stale. At most one fetch runs at a time (concurrent callers await it) and fetch
     attempts are spaced at least ``min_refresh_interval`` seconds apart, so a flood of unknown
     kids or a dead endpoint costs one request per interval. ``clock`` is monotonic seconds.
+
+    ``url`` may be a list: every replica of the publisher serves the same document, so a
+    fetch tries them in order and the first good answer wins (one dead replica, the first
+    included, does not leave the cache without keys).
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         client: httpx.AsyncClient,
         ttl: float = 300,
@@ -84,7 +88,10 @@ class JwksCache:
         max_bytes: int = 65536,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._url = url
+        self._urls = [url] if isinstance(url, str) else list(url)
+        if not self._urls:
+            raise ValueError("JwksCache needs at least one URL")
+        self._url = self._urls[0]
         self._client = client
         self._ttl = ttl
         self._min_interval = min_refresh_interval
@@ -146,33 +153,33 @@ class JwksCache:
 
     async def _fetch(self) -> bool:
         self.fetch_count += 1
-        try:
-            body = await self._download()
-            keys = self._parse(body)
-        except _FetchError as exc:
-            reason = str(exc)
-        except TimeoutError:
-            reason = "timed out"
-        except httpx.HTTPError as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-        else:
-            self._keys = keys
-            self._published = [public_jwk(key, kid) for kid, key in keys.items()]
-            self._fetched_at = self._clock()
-            return True
+        reasons: list[str] = []
+        for url in self._urls:
+            try:
+                body = await self._download(url)
+                keys = self._parse(body)
+            except _FetchError as exc:
+                reasons.append(f"{url}: {exc}")
+            except TimeoutError:
+                reasons.append(f"{url}: timed out")
+            except httpx.HTTPError as exc:
+                reasons.append(f"{url}: {type(exc).__name__}: {exc}")
+            else:
+                self._keys = keys
+                self._published = [public_jwk(key, kid) for kid, key in keys.items()]
+                self._fetched_at = self._clock()
+                self._url = url
+                return True
         logger.warning(
-            "JWKS fetch from %s failed (%s); keeping %d cached keys",
-            self._url,
-            reason,
-            len(self._keys),
+            "JWKS fetch failed (%s); keeping %d cached keys", "; ".join(reasons), len(self._keys)
         )
         return False
 
-    async def _download(self) -> bytes:
+    async def _download(self, url: str) -> bytes:
         async with asyncio.timeout(self._timeout):
             async with self._client.stream(
                 "GET",
-                self._url,
+                url,
                 headers={"Accept": "application/json", "Accept-Encoding": "identity"},
                 timeout=self._timeout,
                 follow_redirects=False,

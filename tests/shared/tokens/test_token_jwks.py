@@ -294,3 +294,26 @@ def test_jwk_parsing_accepts_only_public_p256_signing_keys(ring: KeyRing, now_dt
         "not a dict",
     ]
     assert [ec_public_key_from_jwk(v) for v in bad_variants] == [None] * len(bad_variants)
+
+
+@pytest.mark.asyncio
+async def test_replicas_are_tried_in_turn(endpoint: Endpoint, clock: Clock, ring: KeyRing) -> None:
+    """Every replica of the publisher serves the same set: a dead first one costs nothing."""
+    dead, alive = "http://10.0.0.1:8001/jwks.json", "http://10.0.0.2:8001/jwks.json"
+    seen: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        if str(request.url) == dead:
+            raise httpx.ConnectError("connection refused", request=request)
+        return await endpoint(request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        cache = JwksCache([dead, alive], client=client, clock=clock)
+        access = ring.signing_key("access")
+        assert await cache.get_key(access.kid) == access.public_key
+        assert seen == [dead, alive]
+        endpoint.mode = "500"  # every replica failing: the last good set is kept
+        clock.now += 1000
+        assert await cache.get_key(access.kid) == access.public_key
+    assert cache.fetch_count == 2

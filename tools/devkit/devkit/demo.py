@@ -3,13 +3,17 @@
 ``devkit.run`` calls :func:`seed_after_start`. As the first demo partner app it verifies a
 few demo holders (``var/demo-holders.json``, written by identity's ``seed-demo``) by SMS
 code, reading the code from the development SMS outbox as the ops client, and issues their
-e-cards. Idempotent: a holder who has the app's e-card gets the same one back. Writes
-``var/demo-ecards.json``; never stops ``make run`` on a failure (it says what went wrong).
+e-cards, then waits until settlement has opened their personal accounts from identity's
+feed, so that once ``make run`` says it is running a demo holder can pay at once (the
+README's quick start). Idempotent: a holder who has the app's e-card gets the same one
+back. Writes ``var/demo-ecards.json``; never stops ``make run`` on a failure (it says
+what went wrong).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ import httpx
 from devkit.cluster import Cluster
 
 HOLDERS = 3
+ACCOUNTS_TIMEOUT = 30.0
 
 
 def _token(client: httpx.Client, entry: dict[str, Any]) -> str:
@@ -83,6 +88,30 @@ def issue_demo_ecards(base_url: str, var_dir: Path, count: int = HOLDERS) -> lis
     return out
 
 
+def wait_for_accounts(
+    base_url: str, var_dir: Path, cards: list[dict[str, Any]], timeout: float = ACCOUNTS_TIMEOUT
+) -> bool:
+    """Poll each demo e-card's account until settlement has opened it; False on timeout.
+
+    The demo holders are among the first of identity's feed, so once theirs are open the
+    other demo holders' (``var/demo-holders.json``) are too: settlement applies the feed
+    in pages, in order.
+    """
+    clients = json.loads((var_dir / "demo-clients.json").read_text())
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        partner = {"Authorization": f"Bearer {_token(client, _first(clients, 'partner_app'))}"}
+        for card in cards:
+            while True:
+                resp = client.get(f"/v1/ecards/{card['ecard_id']}/account", headers=partner)
+                if resp.status_code == 200 and resp.json().get("opened") is True:
+                    break
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.2)
+    return True
+
+
 def seed_after_start(cluster: Cluster) -> None:
     """Issue the demo e-cards and write ``var/demo-ecards.json`` (see the README, Issuance)."""
     var_dir = cluster.var_dir
@@ -96,3 +125,10 @@ def seed_after_start(cluster: Cluster) -> None:
         return
     (var_dir / "demo-ecards.json").write_text(json.dumps(cards, ensure_ascii=False, indent=2))
     print(f"e-SSC: {len(cards)} demo e-cards in {var_dir}/demo-ecards.json", flush=True)
+    try:
+        opened = wait_for_accounts(cluster.url("gateway"), var_dir, cards)
+    except (httpx.HTTPError, KeyError, StopIteration, ValueError) as exc:
+        opened = False
+        print(f"e-SSC: demo accounts not checked ({type(exc).__name__}: {exc})", flush=True)
+    if not opened:
+        print("e-SSC: settlement has not opened the demo holders' accounts yet", flush=True)

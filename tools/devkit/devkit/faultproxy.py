@@ -47,6 +47,7 @@ class FaultProxy:
     connections: int = 0
     _server: asyncio.Server | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.listen_port)
@@ -59,6 +60,12 @@ class FaultProxy:
             for writer in list(self._writers):
                 writer.close()
             await self._server.wait_closed()
+        # Connections still piping (a blackholed one never ends by itself): end them, so that
+        # no task is left pending when the loop stops.
+        pending = [t for t in self._tasks if not t.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def reset_all(self) -> None:
         """Abort every open connection now (RST), whatever the mode."""
@@ -67,6 +74,10 @@ class FaultProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         self._writers.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)

@@ -32,6 +32,7 @@ from issuance.errors import (
 )
 from issuance.models import Ecard
 from issuance.times import as_utc, utcnow
+from shared.db import after_commit
 from shared.http import UpstreamProblemError
 from shared.problems import ServiceUnavailableError
 from shared.tokens.claims import (
@@ -218,7 +219,7 @@ async def issue(
         if winner is None:
             raise
         return Issued(winner, created=False)
-    ctx.metrics.ecards_issued.labels(ecard.region_code).inc()
+    after_commit(session, ctx.metrics.ecards_issued.labels(ecard.region_code).inc)
     return Issued(ecard, created=True)
 
 

@@ -35,6 +35,7 @@ from shared.wire import CardStatus, CardStatusChanged, Event, EventPage, HolderU
 logger = logging.getLogger("issuance.events")
 
 FEED = "identity"
+LAG_OUTBOX = "identity_events"  # essc_outbox_lag_seconds{outbox=...}: identity's event outbox
 _CARD_STATE = {
     CardStatus.ACTIVE: lifecycle.CARD_ACTIVE,
     CardStatus.LOST: lifecycle.CARD_SUSPENDED,
@@ -104,9 +105,11 @@ async def consume_once(ctx: IssuanceContext) -> int:
     """One pass over the feed; returns the number of events applied (0 if none or skipped)."""
     settings = ctx.settings
     applied = 0
+    lag = ctx.runtime.metrics.feed_lag(LAG_OUTBOX)
     async with ctx.runtime.db.sessionmaker() as session, session.begin():
         after = await repository.lock_cursor(session, FEED)
         if after is None:
+            lag.caught_up()  # another replica holds the feed (and reports its own lag)
             return 0
         page = await ctx.runtime.client("identity").call(
             "GET",
@@ -120,6 +123,8 @@ async def consume_once(ctx: IssuanceContext) -> int:
                 applied += 1
         if page.next_after != after:
             await repository.advance_cursor(session, FEED, page.next_after, now)
+    if len(page.items) < settings.event_page_size:
+        lag.caught_up()
     if applied:
         ctx.relay_wakeup.set()
     return applied

@@ -15,5 +15,4 @@ _OWNED = Sql(
 
 async def owned_for_qr(hotdb: HotDb, ecard_id: str, client_id: str) -> Mapping[str, Any] | None:
     """seq, status, sign_level, pin_hash of the app's linked e-card, or None."""
-    async with hotdb.transaction() as tx:
-        return await tx.fetchrow(_OWNED, {"ecard_id": ecard_id, "client_id": client_id})
+    return await hotdb.fetchrow(_OWNED, {"ecard_id": ecard_id, "client_id": client_id})

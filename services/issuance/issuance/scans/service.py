@@ -118,7 +118,7 @@ async def scan(
             )
     cipher = ctx.data_keys.cipher
     ecard_id = str(row["ecard_id"])
-    count.labels("ok").inc()
+    count.labels("success").inc()
     return ScanRead(
         scan_id=scan_id,
         holder=ScanHolder(

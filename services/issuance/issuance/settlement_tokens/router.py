@@ -14,17 +14,17 @@ router = APIRouter(prefix="/internal/v1", include_in_schema=False)
 
 @router.post("/settlement-tokens/resolve", response_model=SettlementTokenInfo)
 async def resolve(
-    body: SettlementTokenResolve, session: SessionDep, ctx: ContextDep, _: SettlementService
+    body: SettlementTokenResolve, ctx: ContextDep, _: SettlementService
 ) -> SettlementTokenInfo:
-    return await service.resolve(session, ctx, body.settlement_token, body.hospital_client_id)
+    return await service.resolve(ctx, body.settlement_token, body.hospital_client_id)
 
 
 @router.post("/settlement-tokens/redeem", response_model=SettlementTokenInfo)
 async def redeem(
-    body: SettlementTokenRedeem, session: SessionDep, ctx: ContextDep, _: SettlementService
+    body: SettlementTokenRedeem, ctx: ContextDep, _: SettlementService
 ) -> SettlementTokenInfo:
     return await service.redeem(
-        session, ctx, body.settlement_token, body.hospital_client_id, body.redemption_ref
+        ctx, body.settlement_token, body.hospital_client_id, body.redemption_ref
     )
 
 

@@ -7,86 +7,103 @@ same answer (a settlement retried after a crash), another ref gets 409.
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from issuance.context import IssuanceContext
 from issuance.ecards import repository as ecard_repository
-from issuance.ecards import service as ecard_service
+from issuance.ecards.service import TABLE
 from issuance.errors import (
     EcardNotActiveError,
     EcardNotFoundError,
     SettlementTokenInvalidError,
     SettlementTokenUsedError,
 )
-from issuance.models import Ecard, SettlementToken
 from issuance.scans.service import settlement_token_hash
 from issuance.settlement_tokens import repository
 from issuance.times import as_utc, utcnow
 from shared.wire import EcardRef, EcardStatus, InsuranceType, SettlementTokenInfo
 
 _INVALID = "Unknown, expired or not this hospital's settlement token."
+_USED = "This settlement token was already used."
 
 
-def _info(ctx: IssuanceContext, token: SettlementToken, ecard: Ecard) -> SettlementTokenInfo:
-    birth = ecard_service.decrypt(ctx, ecard, "birth_date")
+def _ts(value: Any) -> datetime:
+    """A timestamp column as an aware UTC datetime (SQLite's text() hands back a string)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return as_utc(value)
+
+
+def _info(
+    ctx: IssuanceContext,
+    row: Mapping[str, Any],
+    redeemed_at: Any = None,
+    redemption_ref: str | None = None,
+) -> SettlementTokenInfo:
+    ecard_id = str(row["ecard_id"])
+    birth = ctx.data_keys.cipher.decrypt(
+        bytes(row["birth_date_enc"]), table=TABLE, column="birth_date", row=ecard_id
+    )
     return SettlementTokenInfo(
-        ecard_id=ecard.ecard_id,
-        scan_id=token.scan_id,
-        holder_ref=ecard.holder_ref,
-        partner_client_id=ecard.partner_client_id,
-        hospital_client_id=token.hospital_client_id,
-        insured_region=ecard.insured_region,
-        insurance_type=InsuranceType(ecard.insurance_type),
+        ecard_id=ecard_id,
+        scan_id=row["scan_id"],
+        holder_ref=row["holder_ref"],
+        partner_client_id=row["partner_client_id"],
+        hospital_client_id=row["hospital_client_id"],
+        insured_region=row["insured_region"],
+        insurance_type=InsuranceType(row["insurance_type"]),
         birth_date=date.fromisoformat(birth),
-        gender="female" if ecard.gender == "female" else "male",
-        sign_level=ecard.sign_level,
-        ecard_status=EcardStatus(ecard.status),
-        expires_at=as_utc(token.expires_at),
-        redeemed_at=as_utc(token.redeemed_at) if token.redeemed_at else None,
-        redemption_ref=token.redemption_ref,
+        gender="female" if row["gender"] == "female" else "male",
+        sign_level=row["sign_level"],
+        ecard_status=EcardStatus(row["status"]),
+        expires_at=_ts(row["expires_at"]),
+        redeemed_at=_ts(redeemed_at) if redeemed_at else None,
+        redemption_ref=redemption_ref,
     )
 
 
-async def resolve(
-    session: AsyncSession, ctx: IssuanceContext, token: str, hospital: str
-) -> SettlementTokenInfo:
-    found = await repository.with_ecard(session, settlement_token_hash(token))
-    if found is None:
+def _live(row: Mapping[str, Any] | None, hospital: str) -> Mapping[str, Any]:
+    if row is None or row["hospital_client_id"] != hospital or _ts(row["expires_at"]) <= utcnow():
         raise SettlementTokenInvalidError(_INVALID)
-    row, ecard = found
-    if row.hospital_client_id != hospital or as_utc(row.expires_at) <= utcnow():
-        raise SettlementTokenInvalidError(_INVALID)
-    return _info(ctx, row, ecard)
+    return row
 
 
-async def redeem(
-    session: AsyncSession, ctx: IssuanceContext, token: str, hospital: str, ref: str
-) -> SettlementTokenInfo:
-    """Spend the token once for ``ref``; raises 404 invalid, 409 used, 403 e-card not active."""
+async def resolve(ctx: IssuanceContext, token: str, hospital: str) -> SettlementTokenInfo:
+    """The token's e-card and holder facts, without spending it (the quote)."""
+    row = _live(await repository.with_ecard(ctx.hotdb, settlement_token_hash(token)), hospital)
+    return _info(ctx, row, row["redeemed_at"], row["redemption_ref"])
+
+
+async def redeem(ctx: IssuanceContext, token: str, hospital: str, ref: str) -> SettlementTokenInfo:
+    """Spend the token once for ``ref``; raises 404 invalid, 409 used, 403 e-card not active.
+
+    The same ``ref`` again gets the same answer (a settlement retried after a crash), even
+    after the token's expiry.
+    """
     token_hash = settlement_token_hash(token)
-    found = await repository.with_ecard(session, token_hash)
-    if found is None or found[0].hospital_client_id != hospital:
-        raise SettlementTokenInvalidError(_INVALID)
-    row, ecard = found
-    if row.redeemed_at is not None:
-        if row.redemption_ref == ref:
-            return _info(ctx, row, ecard)
-        raise SettlementTokenUsedError("This settlement token was already used.")
-    if ecard.status != EcardStatus.ACTIVE.value:
-        raise EcardNotActiveError(f"The e-card is {ecard.status}.")
-    now = utcnow()
-    if not await repository.redeem(session, token_hash, hospital, ref, now):
-        # Expired, or a concurrent redemption committed first: look again to tell which.
-        await session.refresh(row)
-        if row.redeemed_at is not None:
-            if row.redemption_ref == ref:
-                return _info(ctx, row, ecard)
-            raise SettlementTokenUsedError("This settlement token was already used.")
-        raise SettlementTokenInvalidError(_INVALID)
-    await session.refresh(row)
-    return _info(ctx, row, ecard)
+    async with ctx.hotdb.transaction() as tx:
+        row = await repository.with_ecard(tx, token_hash)
+        if row is None or row["hospital_client_id"] != hospital:
+            raise SettlementTokenInvalidError(_INVALID)
+        if row["redeemed_at"] is not None:
+            if row["redemption_ref"] == ref:
+                return _info(ctx, row, row["redeemed_at"], ref)
+            raise SettlementTokenUsedError(_USED)
+        _live(row, hospital)
+        if row["status"] != EcardStatus.ACTIVE.value:
+            raise EcardNotActiveError(f"The e-card is {row['status']}.")
+        now = utcnow()
+        if await repository.redeem(tx, token_hash, hospital, ref, now):
+            return _info(ctx, row, now, ref)
+        # A concurrent redemption committed first: the same ref gets its answer, another 409.
+        again = await repository.redemption(tx, token_hash)
+    if again is not None and again["redemption_ref"] == ref:
+        return _info(ctx, row, again["redeemed_at"], ref)
+    raise SettlementTokenUsedError(_USED)
 
 
 async def ecard_ref(session: AsyncSession, ecard_id: str, client_id: str) -> EcardRef:

@@ -49,8 +49,10 @@ async def mark_failed(
     )
 
 
-async def count_pending(session: AsyncSession) -> int:
-    stmt = (
-        select(func.count()).select_from(WebhookOutbox).where(WebhookOutbox.delivered_at.is_(None))
+async def pending_summary(session: AsyncSession) -> tuple[int, datetime | None]:
+    """How many events are undelivered, and when the oldest of them happened (None if none)."""
+    stmt = select(func.count(), func.min(WebhookOutbox.occurred_at)).where(
+        WebhookOutbox.delivered_at.is_(None)
     )
-    return int((await session.execute(stmt)).scalar_one())
+    count, oldest = (await session.execute(stmt)).one()
+    return int(count), oldest

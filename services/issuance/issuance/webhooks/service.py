@@ -149,7 +149,10 @@ async def relay_once(ctx: IssuanceContext) -> int:
         now = utcnow()
         for row, (outcome, error) in zip(rows, results, strict=True):
             attempts = row.attempts + 1
-            ctx.metrics.webhook_deliveries.labels(outcome).inc()
+            # The metric's good case is `success` (deploy/observability/metrics.yaml).
+            ctx.metrics.webhook_deliveries.labels(
+                "success" if outcome == "delivered" else outcome
+            ).inc()
             if error is None:
                 await repository.mark_delivered(session, row.id, now, outcome, attempts)
             else:
@@ -164,8 +167,10 @@ async def relay_once(ctx: IssuanceContext) -> int:
                     "webhook delivery failed",
                     extra={"event_id": row.event_id, "attempts": attempts, "error": error},
                 )
-        pending = await repository.count_pending(session)
+        pending, oldest = await repository.pending_summary(session)
     ctx.metrics.outbox_pending.labels("webhook").set(pending)
+    lag = 0.0 if oldest is None else max(0.0, (utcnow() - as_utc(oldest)).total_seconds())
+    ctx.metrics.outbox_lag.labels("webhook").set(lag)
     return len(rows)
 
 

@@ -23,6 +23,7 @@ from shared.wire import EventPage, HolderUpserted
 logger = logging.getLogger("settlement.events")
 
 CONSUMER = "identity"
+LAG_OUTBOX = "identity_events"  # essc_outbox_lag_seconds{outbox=...}: identity's event outbox
 
 
 async def poll_once(runtime: Runtime, page_size: int) -> int:
@@ -61,6 +62,7 @@ async def run(runtime: Runtime, settings: SettlementSettings) -> None:
     when events came, backing off to ``event_idle_max_seconds`` while the feed is quiet."""
     failing = False
     delay = settings.event_poll_seconds
+    lag = runtime.metrics.feed_lag(LAG_OUTBOX)
     await asyncio.sleep(delay)  # let the process finish starting before the first read
     while True:
         try:
@@ -68,6 +70,8 @@ async def run(runtime: Runtime, settings: SettlementSettings) -> None:
             if failing:
                 logger.info("event feed reachable again")
             failing = False
+            if count < settings.event_page_size:  # at the end (or another replica holds it)
+                lag.caught_up()
             if count >= settings.event_page_size:
                 delay = 0.0
             elif count:

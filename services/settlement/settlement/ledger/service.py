@@ -8,16 +8,22 @@ unbalanced books there.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from prometheus_client import Gauge
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from settlement.ledger import repository
 from settlement.ledger.accounts import AccountSpec
 from settlement.ledger.schemas import LedgerCheck
 from settlement.sql import is_postgres
+from shared.db import Database
+
+logger = logging.getLogger("settlement.ledger")
 
 
 class UnbalancedPostingError(RuntimeError):
@@ -78,3 +84,27 @@ async def check(session: AsyncSession, *, now: datetime) -> LedgerCheck:
         checked_at=now,
         **counts,
     )
+
+
+async def check_loop(
+    db: Database, gauge: Gauge, interval: float, clock: Callable[[], datetime]
+) -> None:
+    """Check the whole ledger every ``interval`` seconds and set ``gauge`` to its problems.
+
+    So that ``essc_ledger_imbalance`` (alert EsscLedgerImbalance) reflects the books even
+    when no operator runs the check. A failing check is logged and leaves the gauge as is.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            async with db.sessionmaker() as session:
+                result = await check(session, now=clock())
+                await session.rollback()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("periodic ledger check failed: %s", type(exc).__name__)
+            continue
+        gauge.set(result.problems)
+        if result.problems:
+            logger.error("ledger check found problems", extra={"problems": result.problems})

@@ -31,6 +31,7 @@ from settlement.risk import repository
 from settlement.risk.rules import Context, Hit, Thresholds, evaluate
 from settlement.risk.schemas import AlertPage, AlertRead, AlertResolve, RiskRead, RuleHitRead
 from settlement.telemetry import SettlementMetrics
+from shared.db import after_commit
 
 
 def thresholds(s: SettlementSettings) -> Thresholds:
@@ -174,8 +175,8 @@ async def flag(
     await repository.add_alert(
         session, _alert_values(attempt, assessment, "flagged", now, settlement_id)
     )
-    for hit in assessment.hits:
-        metrics.risk_alerts.labels(hit.rule).inc()
+    for hit in assessment.hits:  # the alert commits with the settlement: so does its count
+        after_commit(session, metrics.risk_alerts.labels(hit.rule).inc)
 
 
 async def observe(

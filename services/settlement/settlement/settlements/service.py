@@ -48,6 +48,7 @@ from settlement.settlements import repository
 from settlement.settlements.schemas import RefundBrief, RefundRead, SettlementRead
 from settlement.sql import is_postgres
 from shared.app import Runtime
+from shared.db import after_commit
 from shared.problems import ProblemError
 from shared.tokens.claims import InternalTokenClaims
 
@@ -99,7 +100,8 @@ async def settle(
     except ProblemError as exc:
         parts.metrics.settlements.labels(exc.slug, quote["insured_region"]).inc()
         raise
-    parts.metrics.settlements.labels("settled", quote["insured_region"]).inc()
+    # Counted once the posting commits (not when a retried or failed commit undoes it).
+    after_commit(session, parts.metrics.settlements.labels("success", quote["insured_region"]).inc)
     return result
 
 
@@ -291,7 +293,7 @@ async def refund(
     except ProblemError as exc:
         parts.metrics.refunds.labels(exc.slug, row.insured_region).inc()
         raise
-    parts.metrics.refunds.labels("refunded", row.insured_region).inc()
+    after_commit(session, parts.metrics.refunds.labels("success", row.insured_region).inc)
     return result
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from devkit.bench.core import Row, cpu_meter, wrk
+from devkit.bench.core import Meter, Row, WrkResult, process_groups, wrk
 from devkit.bench.tokens import access_token
 from devkit.cluster import Cluster
 from shared.fieldcrypto import load_data_keys
@@ -29,10 +29,12 @@ from shared.tokens.keys import KeyStore
 from shared.tokens.qr import QrPurpose, issue_qr_token
 
 PARTNER = "bench-partner"
+PIN = "135790"
+PAYERS = 64
 
 
 async def seed_ecard_async(
-    cluster: Cluster, client_id: str, *, sign_level: int = 1
+    cluster: Cluster, client_id: str, *, sign_level: int = 1, pin_hash: str | None = None
 ) -> tuple[str, int]:
     """Write one active e-card of ``client_id`` into issuance's database: (ecard_id, seq)."""
     from issuance.models import Ecard  # devkit may know the service it seeds
@@ -68,6 +70,7 @@ async def seed_ecard_async(
                     birth_date_enc=enc("birth_date", "1990-05-05"),
                     name_masked_enc=enc("name_masked", "李*"),
                     id_number_masked_enc=enc("id_number_masked", "3702**********0021"),
+                    pin_hash=pin_hash,
                     pin_failures=0,
                     qr_not_before=0,
                     issued_at=now,
@@ -100,6 +103,22 @@ def _post_script(directory: Path, path: str, body: str, token: str) -> Path:
     return script
 
 
+def _cycle_script(directory: Path, paths: list[str], body: str, token: str) -> Path:
+    """POST ``body`` to each of ``paths`` in turn."""
+    script = directory / "cycle.lua"
+    script.write_text(
+        "local paths = {" + ", ".join(json.dumps(p) for p in paths) + "}\n"
+        "local i = 0\n"
+        "request = function()\n"
+        "  i = i + 1\n"
+        '  return wrk.format("POST", paths[((i - 1) % #paths) + 1], '
+        '{["Content-Type"] = "application/json",\n'
+        f'    ["Authorization"] = "Bearer {token}"}}, {json.dumps(body)})\n'
+        "end\n"
+    )
+    return script
+
+
 def _scan_script(directory: Path, codes: list[str], token: str) -> Path:
     codes_file = directory / "codes.txt"
     codes_file.write_text("\n".join(codes) + "\n")
@@ -119,22 +138,27 @@ def _scan_script(directory: Path, codes: list[str], token: str) -> Path:
     return script
 
 
-def _row(name: str, result: object, cpu_s: float, notes: str) -> Row:
-    requests = getattr(result, "requests", 0)
+def _row(name: str, result: WrkResult, meter: Meter, unit: str) -> Row:
     return Row(
         "issuance",
         name,
-        getattr(result, "rps", 0.0),
-        getattr(result, "p50_ms", None),
-        getattr(result, "p99_ms", None),
-        cpu_s / max(requests, 1) * 1e6,
-        notes=f"errors {getattr(result, 'errors', 0)}; {notes}",
+        result.rps,
+        result.p50_ms,
+        result.p99_ms,
+        meter.total / max(result.requests, 1) * 1e6,
+        notes=f"errors {result.errors}; CPU µs per {unit}: {meter.note(result.requests)}",
+        extra=meter.breakdown(result.requests),
     )
 
 
 def run(cluster: Cluster, *, duration: int) -> list[Row]:
-    """QR token-only, QR with PNG and scans, all through the gateway (wrk -t1 -c32)."""
-    pids = [cluster.procs[p].popen.pid for p in ("gateway", "issuance")]
+    """QR token-only, QR with PNG and scans, all through the gateway (wrk -t1 -c32).
+
+    CPU per operation is read per process (gateway, issuance) and for the PostgreSQL server
+    processes of issuance's database; the row's figure is gateway + issuance.
+    """
+    procs = {p: cluster.procs[p].popen.pid for p in ("gateway", "issuance")}
+    dbs = {"issuance": cluster.db_urls["issuance"]}
     ecard_id, seq = seed_ecard(cluster, PARTNER)
     partner = access_token(
         cluster, client_id=PARTNER, kind=ClientKind.PARTNER_APP, scope="ecard:qr"
@@ -148,9 +172,34 @@ def run(cluster: Cluster, *, duration: int) -> list[Row]:
         for fmt, name in (("none", "QR code, token only"), ("png", "QR code with PNG image")):
             url = f"{gateway}/v1/ecards/{ecard_id}/qrcodes?format={fmt}"
             wrk(url, duration=2, script=script)
-            with cpu_meter(pids) as cpu:
+            with Meter(process_groups(procs, dbs)) as meter:
                 result = wrk(url, duration=duration, script=script)
-            rows.append(_row(name, result, cpu[0], "CPU summed gateway+issuance"))
+            rows.append(_row(name, result, meter, "QR issued"))
+        # A payment code: the PIN is checked first (one scrypt in a worker thread). Holders
+        # ask one at a time: wrk cycles over PAYERS e-cards (concurrent attempts on one card
+        # would count as failures and lock it).
+        from issuance.ecards.pin import hash_pin
+        from shared.kdf import KdfPool
+
+        kdf = KdfPool(1)
+        try:
+            pin_hash = asyncio.run(hash_pin(PIN, 14, kdf))
+        finally:
+            kdf.close()
+
+        async def payers() -> list[str]:
+            return [
+                (await seed_ecard_async(cluster, PARTNER, sign_level=2, pin_hash=pin_hash))[0]
+                for _ in range(PAYERS)
+            ]
+
+        paths = [f"/v1/ecards/{e}/qrcodes?format=none" for e in asyncio.run(payers())]
+        pay = _cycle_script(folder, paths, json.dumps({"purpose": "payment", "pin": PIN}), partner)
+        target = gateway + paths[0]
+        wrk(target, duration=2, connections=8, script=pay, timeout=20)
+        with Meter(process_groups(procs, dbs)) as meter:
+            result = wrk(target, duration=2 * duration, connections=8, script=pay, timeout=20)
+        rows.append(_row("payment QR code, PIN checked (scrypt), c=8", result, meter, "QR issued"))
         ring = KeyStore(cluster.var_dir / "keys" / "issuance").load()
         key = ring.signing_key("qr")
         now = int(time.time())
@@ -160,11 +209,9 @@ def run(cluster: Cluster, *, duration: int) -> list[Row]:
         ]
         warm, main = codes[: 2000 * 2], codes[2000 * 2 :]
         wrk(f"{gateway}/v1/scans", duration=2, script=_scan_script(folder, warm, scanner))
-        with cpu_meter(pids) as cpu:
+        with Meter(process_groups(procs, dbs)) as meter:
             result = wrk(
                 f"{gateway}/v1/scans", duration=duration, script=_scan_script(folder, main, scanner)
             )
-        rows.append(
-            _row("scan (one fresh code per request)", result, cpu[0], "CPU gateway+issuance")
-        )
+        rows.append(_row("scan (one fresh code per request)", result, meter, "scan"))
     return rows

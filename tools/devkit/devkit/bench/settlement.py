@@ -20,7 +20,8 @@ from typing import Any
 
 import aiohttp
 
-from devkit.bench.core import Row, cpu_meter, cpu_seconds
+from devkit.bench import pgstats
+from devkit.bench.core import Meter, Row, cpu_meter, cpu_seconds, process_groups
 from devkit.cluster import Cluster, free_port
 
 HOSPITALS = 16
@@ -206,6 +207,7 @@ def run_direct(cluster: Cluster, *, duration: int) -> list[Row]:
                 f"CPU of the settlement process per journey; stub peers "
                 f"{stub_cpu[0] / max(total_journeys, 1) * 1e6:,.0f} µs; errors {tally.errors}"
             ),
+            extra={"cpu_us:settlement": round(per, 1), "ops": done},
         ),
     ]
 
@@ -237,8 +239,7 @@ async def _journeys(
     gateway: str,
     hospitals: list[str],
     codes: list[list[str]],
-    pids: list[int],
-) -> tuple[Tally, float, list[float]]:
+) -> tuple[Tally, float]:
     """Each hospital scans its next payment code, quotes and settles, until its codes run out."""
     tally = Tally()
     connector = aiohttp.TCPConnector(limit=64)
@@ -262,11 +263,10 @@ async def _journeys(
                     continue
                 tally.latencies.append(time.perf_counter() - started)
 
-        before = [cpu_seconds([pid]) for pid in pids]
         began = time.perf_counter()
         await asyncio.gather(*(hospital(i) for i in range(len(hospitals))))
         elapsed = time.perf_counter() - began
-        return tally, elapsed, [cpu_seconds([pid]) - b for pid, b in zip(pids, before, strict=True)]
+        return tally, elapsed
 
 
 def _quiet(pids: list[int], *, limit: float = 0.05, timeout: float = 180.0) -> None:
@@ -360,13 +360,44 @@ def run_journey(cluster: Cluster, *, duration: int) -> list[Row]:
 
     gateway = cluster.url("gateway")
     _quiet(pids)
-    asyncio.run(_journeys(gateway, hospitals, mint(3), pids))  # warm-up
-    tally, elapsed, cpus = asyncio.run(_journeys(gateway, hospitals, mint(per_hospital), pids))
+    asyncio.run(_journeys(gateway, hospitals, mint(3)))  # warm-up
+    codes = mint(per_hospital)
+    time.sleep(pgstats.STATS_LAG_SECONDS)  # the warm-up's table counters reach the server
+    dbs = dict(cluster.db_urls)
+    with pgstats.wal_kept(dbs["settlement"]):
+        before = {svc: pgstats.snapshot(url) for svc, url in dbs.items()}
+        with Meter(process_groups(dict(zip(parts, pids, strict=True)), dbs)) as meter:
+            tally, elapsed = asyncio.run(_journeys(gateway, hospitals, codes))
+        end_lsn = pgstats.current_lsn(dbs["settlement"])
+        start_lsn = next((b.lsn for b in before.values() if b is not None), None)
+        oids = {svc: b.oid for svc, b in before.items() if b is not None}
+        wal = (
+            pgstats.wal_bytes(dbs["settlement"], start_lsn, end_lsn, oids)
+            if start_lsn is not None and end_lsn is not None
+            else {}
+        )
     done = len(tally.latencies)
-    cpu_s = sum(cpus)
-    split = ", ".join(
-        f"{p} {c / max(done, 1) * 1e6:,.0f}" for p, c in zip(parts, cpus, strict=True)
-    )
+    extra = meter.breakdown(done)
+    db_note = ""
+    if end_lsn is not None and all(before.values()):
+        time.sleep(pgstats.STATS_LAG_SECONDS)
+        after = {svc: pgstats.snapshot(url) for svc, url in dbs.items()}
+        notes = []
+        for svc in dbs:
+            b, a = before[svc], after[svc]
+            if b is None or a is None:
+                continue
+            d = pgstats.delta(b, a, done)
+            if svc in wal:
+                d.wal_bytes = wal[svc][0] / max(done, 1)
+                d.wal_fpi_bytes = wal[svc][1] / max(done, 1)
+            extra.update(d.as_extra(f"db:{svc}"))
+            wal_text = f", WAL {d.wal_bytes:,.0f} B" if d.wal_bytes is not None else ""
+            notes.append(
+                f"{svc} {d.commits:.1f} commits, {d.writes:.1f} row writes, "
+                f"+{d.bytes:,.0f} B{wal_text}"
+            )
+        db_note = "; per journey in PostgreSQL: " + "; ".join(notes)
     lat = sorted(tally.latencies)
     return [
         Row(
@@ -375,8 +406,9 @@ def run_journey(cluster: Cluster, *, duration: int) -> list[Row]:
             done / elapsed if elapsed else 0.0,
             statistics.median(lat) * 1000 if lat else None,
             lat[max(int(len(lat) * 0.99) - 1, 0)] * 1000 if lat else None,
-            cpu_s / max(done, 1) * 1e6,
-            notes=f"CPU µs per journey summed over the four processes ({split}); {done} journeys; "
-            f"errors {tally.errors}",
+            meter.total / max(done, 1) * 1e6,
+            notes=f"CPU µs per journey ({meter.note(done)}); {done} journeys; "
+            f"errors {tally.errors}{db_note}",
+            extra=extra,
         )
     ]
