@@ -327,10 +327,20 @@ class VerifiedTokenCache(Generic[C]):
         return claims
 
     def put(self, token: str, claims: C) -> None:
-        """Remember claims verified for ``token``; evicts the oldest entry when full."""
-        if self._clock() >= claims.exp:
+        """Remember claims verified for ``token``; drops the expired entries at the old end
+        first, then evicts the oldest entry when still full."""
+        now = self._clock()
+        if now >= claims.exp:
             return
         entries = self._entries
+        # Tokens no one presents again (a client fetched a new one) would otherwise stay until
+        # the bound pushed them out: ~2 KiB each, 100 MiB at 50 000, a slow RSS climb (the soak).
+        # One kind's tokens have similar lifetimes, so insertion order is close to expiry order.
+        while entries:
+            oldest = next(iter(entries))
+            if entries[oldest].exp > now:
+                break
+            del entries[oldest]
         if token not in entries and len(entries) >= self._max_entries:
             del entries[next(iter(entries))]
         entries[token] = claims

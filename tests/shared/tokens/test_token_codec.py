@@ -348,6 +348,21 @@ def test_verified_token_cache(claims_for: ClaimsFactory, now: int) -> None:
         VerifiedTokenCache(0)
 
 
+def test_verified_token_cache_drops_expired_tokens_nobody_presents_again(
+    claims_for: ClaimsFactory, now: int
+) -> None:
+    """Clients refresh their tokens: the old ones are never looked up again (the soak's RSS)."""
+    clock = [float(now)]
+    cache: VerifiedTokenCache[AccessTokenClaims] = VerifiedTokenCache(1000, clock=lambda: clock[0])
+    for i in range(50):  # a token a minute, each living five minutes, never presented again
+        clock[0] = now + 60 * i
+        claims = AccessTokenClaims.model_validate(claims_for(ACCESS, exp=now + 60 * i + 300))
+        cache.put(f"t{i}", claims)
+        assert len(cache) <= 5  # the live ones only, not up to the bound
+    assert cache.get("t49") is not None
+    assert cache.get("t44") is None  # expired at now + 60 * 44 + 300 = now + 60 * 49
+
+
 def test_verified_token_cache_default_bound() -> None:
     cache: VerifiedTokenCache[AccessTokenClaims] = VerifiedTokenCache()
     assert cache.max_entries == 50_000
