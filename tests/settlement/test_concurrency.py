@@ -30,8 +30,15 @@ OPENING_FEN = 30_000  # 300.00: enough for 30 of the 50 bills' account share
 @pytest_asyncio.fixture
 async def api(pg_database: str, tmp_path: Path, stub_server: StubServer) -> AsyncIterator[Api]:
     # Stale attempts are the point here: keep the repeated-failure rule from holding them.
+    # Deadlines are not the point either: a crowded machine must not turn the stub's slow
+    # answer into a 502 (seen at load 12-14 with the default 5 s upstream timeout).
     settings = make_settings(
-        pg_database, tmp_path, stub_server, risk_hold_score=1_000_000, db_pool_size=20
+        pg_database,
+        tmp_path,
+        stub_server,
+        risk_hold_score=1_000_000,
+        db_pool_size=20,
+        upstream_timeout_seconds=30,
     )
     async with running(settings, stub_server.stub) as api:
         yield api
