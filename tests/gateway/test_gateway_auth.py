@@ -51,6 +51,7 @@ class Stub:
     up: bool = True
     delay: float = 0.0
     url: str = ""
+    rotations: int = 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
@@ -60,6 +61,19 @@ class Stub:
             return web.json_response({"client_ids": self.disabled})
         if path == "/readyz":
             return web.json_response({"status": "ready"})
+        if path == "/internal/v1/keys/rotate":
+            self.rotations += 1
+            body = await request.json()
+            return web.json_response(
+                {
+                    "service": "stub",
+                    "purpose": body["purpose"],
+                    "current_kid": f"k{self.rotations}",
+                    "next_kid": f"k{self.rotations + 1}",
+                    "previous_kids": [],
+                    "previous_retire_at": None,
+                }
+            )
         if path == "/openapi.json":
             return web.json_response(
                 {
@@ -446,3 +460,18 @@ async def test_an_abandoned_trial_does_not_keep_a_replica_out(
         await trial
     stub.delay = 0.0
     assert (await gw.post("/v1/scans", headers=bearer(token))).status_code == 200
+
+
+async def test_rotation_skips_a_dead_first_replica_and_rotates_once(
+    stub: Stub, make_gateway: Any
+) -> None:
+    """Replicas share their key store: one live replica rotates it, exactly once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens once closed
+    gw = await make_gateway(issuance_url=f"{dead},{stub.url}")
+    ops = access_token(stub, ClientKind.OPS)
+    resp = await gw.post("/v1/admin/keys/rotate", json={"purpose": "qr"}, headers=bearer(ops))
+    assert resp.status_code == 200, resp.text
+    assert [r["current_kid"] for r in resp.json()["rotated"]] == ["k1"]
+    assert stub.rotations == 1

@@ -35,21 +35,32 @@ class RotationResult(BaseModel):
 
 
 async def _rotate_remote(runtime: Any, service: str, purpose: str) -> RotatedKeys:
+    """Ask one replica of ``service`` to rotate (they share the key store).
+
+    A replica that refuses the connection is skipped for the next one. Any other failure is
+    a 502 without trying another replica: rotation is not idempotent, and a replica that
+    timed out may have rotated already (a second rotation would promote a ``next`` key that
+    verifiers have not had the JWKS cache period to learn).
+    """
     pool = runtime.upstreams[service]
     token = runtime.minter.token_for(service)
-    try:
-        async with pool.session.post(
-            pool.base_url + "/internal/v1/keys/rotate",
-            json={"purpose": purpose},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=aiohttp.ClientTimeout(total=10),
-        ) as resp:
-            body = await resp.json(content_type=None)
-            if resp.status != 200:
-                raise BadGatewayError(f"The {service} service refused the rotation.")
-            return RotatedKeys.model_validate(body)
-    except (aiohttp.ClientError, TimeoutError):
-        raise BadGatewayError(f"The {service} service is unreachable.") from None
+    for replica in pool.failover_order():
+        try:
+            async with pool.session.post(
+                replica.base_url + "/internal/v1/keys/rotate",
+                json={"purpose": purpose},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as resp:
+                body = await resp.json(content_type=None)
+                if resp.status != 200:
+                    raise BadGatewayError(f"The {service} service refused the rotation.")
+                return RotatedKeys.model_validate(body)
+        except aiohttp.ClientConnectorError:
+            continue  # nothing was sent: the next replica
+        except (aiohttp.ClientError, TimeoutError):
+            raise BadGatewayError(f"The {service} service did not confirm the rotation.") from None
+    raise BadGatewayError(f"The {service} service is unreachable.")
 
 
 def keys_router() -> APIRouter:
