@@ -402,6 +402,11 @@ def build_service_app(
         app.state.db = db
         app.state.internal_verifier = verifier
         runtime.spawn(_reload_keys_loop(runtime), "key-reload")
+        purge_every = getattr(settings, "idempotency_purge_seconds", 0)
+        if idempotency_table is not None and purge_every:
+            from shared.idempotency import purge_loop
+
+            runtime.spawn(purge_loop(db.engine, idempotency_table, purge_every), "idem-purge")
         install_drain_on_sigterm(runtime, settings.shutdown_drain_seconds)
         try:
             for hook in on_startup:

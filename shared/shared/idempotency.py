@@ -38,6 +38,7 @@ from sqlalchemy import (
     Table,
     delete,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -301,6 +302,38 @@ class Idempotency:
             delete(self.table).where(self.table.c.expires_at < datetime.now(UTC))
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def purge_expired_batch(engine: Any, table: Table, *, batch: int = 1000) -> int:
+    """Delete at most ``batch`` records past their retention, in one short transaction."""
+    expired = (
+        select(table.c.client_id, table.c.key)
+        .where(table.c.expires_at < datetime.now(UTC))
+        .limit(batch)
+    )
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            delete(table).where(tuple_(table.c.client_id, table.c.key).in_(expired))
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def purge_loop(engine: Any, table: Table, interval: float, *, batch: int = 1000) -> None:
+    """Every ``interval`` seconds, delete expired records in batches until none is left.
+
+    Stored answers (encrypted, but holding tokens and masked personal data) live 24 hours;
+    without this the table only grows. Replicas may all run it: a batch is a plain DELETE.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            deleted = batch
+            while deleted >= batch:  # a backlog goes in batches, each its own transaction
+                deleted = await purge_expired_batch(engine, table, batch=batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the next round tries again
+            logger.warning("idempotency purge failed: %s", type(exc).__name__)
 
 
 # --- Accepted-on-every-POST: the middleware for operations that move no money --------------

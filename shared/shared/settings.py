@@ -72,6 +72,8 @@ class ServiceSettings(PlatformSettings):
     # Test each pooled connection with a round trip before use (catches connections the
     # server dropped while idle, at one round trip per request).
     db_pre_ping: bool = True
+    # Expired Idempotency-Key records are deleted this often (0: never, e.g. a dedicated job).
+    idempotency_purge_seconds: float = Field(default=3600.0, ge=0, le=86_400)
 
     @property
     def is_sqlite(self) -> bool:

@@ -311,3 +311,28 @@ async def test_a_claim_released_under_our_feet_is_claimed_again_not_a_500(env: A
     assert again.json() == first.json()
     assert again.headers["idempotency-replayed"] == "true"
     assert probe.calls == 1
+
+
+async def test_expired_records_are_purged_in_batches_and_live_ones_kept(env: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from shared.idempotency import purge_expired_batch
+
+    app, client, _ = env
+    for i in range(5):
+        await client.post("/v1/things", json={"i": i}, headers=headers(app, f"p{i}"))
+    engine = app.state.runtime.db.engine
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(TABLE)
+            .where(TABLE.c.key.in_(["p0", "p1", "p2"]))
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    assert await purge_expired_batch(engine, TABLE, batch=2) == 2
+    assert await purge_expired_batch(engine, TABLE, batch=2) == 1
+    assert await purge_expired_batch(engine, TABLE, batch=2) == 0
+    async with engine.connect() as conn:
+        left = (await conn.execute(text("SELECT key FROM idempotency_record"))).scalars().all()
+    assert sorted(left) == ["p3", "p4"]

@@ -19,7 +19,7 @@ from settlement.risk import router as risk_router
 from settlement.settlements import router as settlements_router
 from settlement.telemetry import SettlementMetrics
 from shared.app import Runtime, build_service_app
-from shared.idempotency import Idempotency
+from shared.idempotency import Idempotency, purge_loop
 
 KEY_PURPOSES = ()
 
@@ -35,6 +35,11 @@ def create_app(settings: SettlementSettings) -> FastAPI:
     async def start_loops(runtime: Runtime) -> None:
         if settings.consume_events:
             runtime.spawn(consumer.run(runtime, settings), "identity-events")
+        if settings.idempotency_purge_seconds:
+            runtime.spawn(
+                purge_loop(runtime.db.engine, IDEMPOTENCY, settings.idempotency_purge_seconds),
+                "idem-purge",
+            )
         if settings.ledger_check_seconds:
             parts: Parts = app.state.parts
             runtime.spawn(
