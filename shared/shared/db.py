@@ -247,6 +247,9 @@ _CONNECTION_ERROR_NAMES = frozenset(
         "ConnectionFailureError",
         "QueryCanceledError",
         "TooManyConnectionsError",
+        # asyncpg's protocol out of step with the server (seen when the backend is terminated
+        # while the adapter starts a transaction): the connection is unusable, nothing written.
+        "InternalClientError",
     }
 )
 

@@ -257,3 +257,12 @@ def test_connection_errors_are_told_by_their_sqlstate_under_the_adapter(
 ) -> None:
     assert is_connection_error(_through_sqlalchemy(driver_error)) is connection
     assert is_connection_error(driver_error) is connection
+
+
+def test_a_protocol_out_of_step_with_the_server_is_a_connection_error() -> None:
+    """Seen in CI: the backend terminated while the adapter started the transaction left
+    asyncpg's protocol mid-operation ("cannot switch to state 15"): a 503, not a 500."""
+    from asyncpg.exceptions import InternalClientError
+
+    error = InternalClientError("cannot switch to state 15; another operation (2) is in progress")
+    assert is_connection_error(error)

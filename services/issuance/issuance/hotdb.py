@@ -145,6 +145,8 @@ class HotDb:
             asyncpg.exceptions.CannotConnectNowError,
             asyncpg.exceptions.QueryCanceledError,
             asyncpg.exceptions.AdminShutdownError,
+            asyncpg.exceptions.TooManyConnectionsError,
+            asyncpg.exceptions.InternalClientError,  # protocol out of step: connection unusable
         )
         try:
             yield
