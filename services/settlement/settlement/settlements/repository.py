@@ -10,8 +10,10 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from settlement import rawsql
+from settlement.ledger.repository import post_then_pg
 from settlement.models import Quote, Refund, Settlement
 from settlement.rawsql import Statement
+from settlement.risk.repository import welford_args, welford_pg
 from settlement.sql import AnyRow, insert_for, table
 from shared.db import driver_connection
 
@@ -94,6 +96,18 @@ async def claim_and_take_pg(
         assumed_balance,
     )
     return {k: int(v) for k, v in row.items()}
+
+
+# PostgreSQL: a settlement's posting and the risk statistics it feeds, one round trip.
+_POST_AND_OBSERVE = post_then_pg(welford_pg(12))
+
+
+def post_and_observe_pg(
+    holder_ref: str, hospital_client_id: str, amount_fen: int
+) -> tuple[str, tuple[Any, ...]]:
+    """The ``then`` of :func:`settlement.ledger.service.post` that feeds the risk statistics
+    (what :func:`settlement.risk.service.observe` does) with the settlement's posting."""
+    return _POST_AND_OBSERVE, welford_args(holder_ref, hospital_client_id, amount_fen)
 
 
 _YEAR_CAS = Statement(

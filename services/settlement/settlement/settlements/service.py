@@ -12,7 +12,8 @@ transactions never wait on each other in a cycle):
    the conditional update requires it and a CHECK constraint backs it);
 4. the settlement token is redeemed at issuance, idempotently by quote id, while the holder's
    rows are locked (a stale quote never burns the token; a crash after this is retried safely);
-5. the balanced ledger transaction is posted and the risk statistics fed.
+5. the balanced ledger transaction is posted and the risk statistics fed (one statement on
+   PostgreSQL).
 
 The caller's Idempotency-Key record commits in the same transaction (see the router).
 """
@@ -153,12 +154,21 @@ async def _settle(
     personal = accounts.personal(quote["holder_ref"], quote["insured_region"])
     await _claim_and_take(session, quote, values, personal, attempt, now)
     await peers.redeem_token(runtime, quote["settlement_token"], principal.client_id, quote["id"])
-    await ledger_service.post(
-        session, kind="settlement", ref=settlement_id, legs=settlement_legs(values), now=now
-    )
-    await risk_service.observe(
-        session, quote["holder_ref"], quote["hospital_client_id"], quote["total_fen"]
-    )
+    observe = (quote["holder_ref"], quote["hospital_client_id"], quote["total_fen"])
+    if is_postgres(session):  # the posting and the risk statistics in one round trip
+        await ledger_service.post(
+            session,
+            kind="settlement",
+            ref=settlement_id,
+            legs=settlement_legs(values),
+            now=now,
+            then=repository.post_and_observe_pg(*observe),
+        )
+    else:
+        await ledger_service.post(
+            session, kind="settlement", ref=settlement_id, legs=settlement_legs(values), now=now
+        )
+        await risk_service.observe(session, *observe)
     if assessment.hits:
         await risk_service.flag(session, attempt, assessment, parts.metrics, now, settlement_id)
     body = quote["body"]
