@@ -104,11 +104,13 @@ async def deposit(session: AsyncSession, account_id: str, amount: int) -> int | 
     return None if row is None else int(row["balance_fen"])
 
 
-def post_then_pg(statement: str) -> str:
+def post_then_pg(statement: str, *, ctes: tuple[str, ...] = ()) -> str:
     """The posting statement followed by ``statement`` (its parameters numbered from $12), in
-    one round trip: the ledger's inserts become CTEs and ``statement`` the main query."""
+    one round trip: the ledger's inserts become CTEs, then ``ctes`` (``name AS (...)``), and
+    ``statement`` is the main query."""
     head, sep, tail = _POST_PG.partition("INSERT INTO ledger_entry")
-    return f"{head}, entries AS (\n{sep}{tail})\n{statement}"
+    more = "".join(f", {cte}\n" for cte in ctes)
+    return f"{head}, entries AS (\n{sep}{tail})\n{more}{statement}"
 
 
 async def post_pg(

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from settlement import rawsql
+from settlement import idempotent, rawsql
 from settlement.ledger.repository import post_then_pg
 from settlement.models import Quote, Refund, Settlement
 from settlement.rawsql import Statement
@@ -98,16 +98,26 @@ async def claim_and_take_pg(
     return {k: int(v) for k, v in row.items()}
 
 
-# PostgreSQL: a settlement's posting and the risk statistics it feeds, one round trip.
+# PostgreSQL: a settlement's posting and the risk statistics it feeds, one round trip; and the
+# same storing the request's idempotent answer too.
 _POST_AND_OBSERVE = post_then_pg(welford_pg(12))
+_POST_OBSERVE_FINISH = post_then_pg(welford_pg(12), ctes=(idempotent.finish_cte(15),))
 
 
 def post_and_observe_pg(
-    holder_ref: str, hospital_client_id: str, amount_fen: int
+    holder_ref: str,
+    hospital_client_id: str,
+    amount_fen: int,
+    finish: tuple[Any, ...] | None = None,
 ) -> tuple[str, tuple[Any, ...]]:
     """The ``then`` of :func:`settlement.ledger.service.post` that feeds the risk statistics
-    (what :func:`settlement.risk.service.observe` does) with the settlement's posting."""
-    return _POST_AND_OBSERVE, welford_args(holder_ref, hospital_client_id, amount_fen)
+    (what :func:`settlement.risk.service.observe` does) with the settlement's posting, and
+    stores the answer under the request's Idempotency-Key (``finish``:
+    :func:`settlement.idempotent.finish_args`) if given."""
+    args = welford_args(holder_ref, hospital_client_id, amount_fen)
+    if finish is None:
+        return _POST_AND_OBSERVE, args
+    return _POST_OBSERVE_FINISH, (*args, *finish)
 
 
 _YEAR_CAS = Statement(

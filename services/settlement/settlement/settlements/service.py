@@ -12,8 +12,8 @@ transactions never wait on each other in a cycle):
    the conditional update requires it and a CHECK constraint backs it);
 4. the settlement token is redeemed at issuance, idempotently by quote id, while the holder's
    rows are locked (a stale quote never burns the token; a crash after this is retried safely);
-5. the balanced ledger transaction is posted and the risk statistics fed (one statement on
-   PostgreSQL).
+5. the balanced ledger transaction is posted and the risk statistics fed (on PostgreSQL in
+   one statement, which also stores the answer under the request's Idempotency-Key).
 
 The caller's Idempotency-Key record commits in the same transaction (see the router).
 """
@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from settlement import peers
+from settlement import idempotent, peers
 from settlement.db import record_after_rollback
 from settlement.deps import Parts
 from settlement.errors import (
@@ -154,25 +154,8 @@ async def _settle(
     personal = accounts.personal(quote["holder_ref"], quote["insured_region"])
     await _claim_and_take(session, quote, values, personal, attempt, now)
     await peers.redeem_token(runtime, quote["settlement_token"], principal.client_id, quote["id"])
-    observe = (quote["holder_ref"], quote["hospital_client_id"], quote["total_fen"])
-    if is_postgres(session):  # the posting and the risk statistics in one round trip
-        await ledger_service.post(
-            session,
-            kind="settlement",
-            ref=settlement_id,
-            legs=settlement_legs(values),
-            now=now,
-            then=repository.post_and_observe_pg(*observe),
-        )
-    else:
-        await ledger_service.post(
-            session, kind="settlement", ref=settlement_id, legs=settlement_legs(values), now=now
-        )
-        await risk_service.observe(session, *observe)
-    if assessment.hits:
-        await risk_service.flag(session, attempt, assessment, parts.metrics, now, settlement_id)
     body = quote["body"]
-    return SettlementRead(
+    answer = SettlementRead(
         settlement_id=settlement_id,
         status="settled",
         quote_id=quote["id"],
@@ -183,6 +166,27 @@ async def _settle(
         settled_at=now,
         risk_flags=values["risk_flags"],
     )
+    observe = (quote["holder_ref"], quote["hospital_client_id"], quote["total_fen"])
+    if is_postgres(session):
+        # The posting, the risk statistics and the idempotent answer: one round trip.
+        await ledger_service.post(
+            session,
+            kind="settlement",
+            ref=settlement_id,
+            legs=settlement_legs(values),
+            now=now,
+            then=repository.post_and_observe_pg(
+                *observe, finish=idempotent.finish_args(session, answer)
+            ),
+        )
+    else:
+        await ledger_service.post(
+            session, kind="settlement", ref=settlement_id, legs=settlement_legs(values), now=now
+        )
+        await risk_service.observe(session, *observe)
+    if assessment.hits:
+        await risk_service.flag(session, attempt, assessment, parts.metrics, now, settlement_id)
+    return answer
 
 
 async def _claim_and_take(
