@@ -45,9 +45,12 @@ async def claim(session: AsyncSession, values: Mapping[str, Any]) -> bool:
     return await rawsql.fetchrow(session, _CLAIM, *args) is not None
 
 
-# PostgreSQL: the settlement row, the holder's year and balance compared-and-set, and the risk
-# statistics fed — one round trip, locks taken in the fixed order (settlement row, year,
-# account, profiles): each step runs only if the one before succeeded.
+# PostgreSQL: the settlement row, then the holder's year and balance compared-and-set — one
+# round trip, locks taken in the fixed order (settlement row, year, account): each step runs
+# only if the one before succeeded. The holder's first settlement of a year creates the year
+# row (``y0``, when the quote assumed zeros and the row is not there); a row another
+# transaction is creating meanwhile makes ``y0`` insert nothing, and the caller falls back to
+# the steps (as for any case this statement does not settle).
 _CLAIM_AND_TAKE = f"""
 WITH c AS (
   INSERT INTO settlement ({", ".join(SETTLEMENT_COLUMNS)})
@@ -59,13 +62,20 @@ WITH c AS (
   WHERE holder_ref = $5 AND year = $10 AND deductible_used_fen = $19 AND fund_paid_fen = $20
     AND EXISTS (SELECT 1 FROM c)
   RETURNING 1
+), y0 AS (
+  INSERT INTO holder_year (holder_ref, year, deductible_used_fen, fund_paid_fen)
+  SELECT $5, $10, $12, $13
+  WHERE $19 = 0 AND $20 = 0 AND EXISTS (SELECT 1 FROM c)
+    AND NOT EXISTS (SELECT 1 FROM holder_year WHERE holder_ref = $5 AND year = $10)
+  ON CONFLICT DO NOTHING RETURNING 1
 ), a AS (
   UPDATE account SET balance_fen = balance_fen - $14
-  WHERE id = $21 AND balance_fen = $22 AND balance_fen >= $14 AND EXISTS (SELECT 1 FROM y)
+  WHERE id = $21 AND balance_fen = $22 AND balance_fen >= $14
+    AND (EXISTS (SELECT 1 FROM y) OR EXISTS (SELECT 1 FROM y0))
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM c) AS claimed,
-       (SELECT count(*) FROM y) AS year_ok,
+       (SELECT count(*) FROM y) + (SELECT count(*) FROM y0) AS year_ok,
        (SELECT count(*) FROM a) AS account_ok,
        (SELECT count(*) FROM holder_year WHERE holder_ref = $5 AND year = $10) AS year_exists,
        (SELECT count(*) FROM account WHERE id = $21) AS account_exists
