@@ -47,6 +47,13 @@ class _Pending:
     stored: Any = None
 
 
+def claimed_read(session: AsyncSession) -> Any:
+    """The row of the ``read`` given to :func:`run`, read by the key's claim (PostgreSQL), or
+    None (no key, SQLite, no read): then the work reads it itself."""
+    pending: _Pending | None = session.info.get(_PENDING)
+    return None if pending is None else pending.claim.read
+
+
 def finish_cte(first: int) -> str:
     """A CTE storing the request's answer (parameters ``$first`` to ``$first+3``), for the
     work's last statement on PostgreSQL; its arguments come from :func:`finish_args`."""
@@ -80,12 +87,19 @@ async def run(
     required: bool,
     status_code: int,
     work: Callable[[], Awaitable[BaseModel]],
+    read: tuple[str, tuple[Any, ...]] | None = None,
 ) -> Response:
-    """Do ``work`` once per (client, key); raises 400 for a missing required key."""
+    """Do ``work`` once per (client, key); raises 400 for a missing required key.
+
+    ``read``: the work's first read, sent with the key's claim (see
+    :meth:`shared.idempotency.Idempotency.begin`; the work finds it with :func:`claimed_read`).
+    """
     key = parse_key(key_header, required=required)
     if key is None:
         return json_response((await work()).model_dump(mode="json"), status_code)
-    begun = await parts.idempotency.begin_request(session, request, client_id=client_id, key=key)
+    begun = await parts.idempotency.begin_request(
+        session, request, client_id=client_id, key=key, read=read
+    )
     if isinstance(begun, StoredResponse):
         parts.metrics.replays.inc()
         return begun.to_response()

@@ -3,8 +3,10 @@ raw statements, see :mod:`settlement.rawsql`)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,6 +54,32 @@ _GET_WITH_RISK = Statement(
     )
     + " FROM quote q WHERE q.id = $1"
 )
+
+
+def get_with_risk_read(
+    quote_id: str, *, day_start: datetime, failures_since: datetime, first: int
+) -> tuple[str, tuple[Any, ...]]:
+    """:func:`get_with_risk` as a read for another statement (PostgreSQL; parameters from
+    ``$first``): its SQL and arguments. Its row goes to :func:`quote_from_read`."""
+    return _get_with_risk_pg(first), (quote_id, day_start, failures_since)
+
+
+@lru_cache(maxsize=4)
+def _get_with_risk_pg(first: int) -> str:
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + first - 1}", _GET_WITH_RISK.pg)
+
+
+_CLAIM_COLUMNS = ("got", "claimed", "fingerprint", "status_code", "response_body")
+
+
+def quote_from_read(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The quote of a row read through :func:`get_with_risk_read` (None if there was none)."""
+    if row["id"] is None:
+        return None
+    quote = dict(row)
+    for column in _CLAIM_COLUMNS:  # the other statement's own columns
+        quote.pop(column, None)
+    return _quote(quote)
 
 
 async def holder_state(

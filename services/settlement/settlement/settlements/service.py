@@ -80,19 +80,36 @@ def _stale(attempt: risk_service.Attempt, now: datetime, what: str) -> BaseExcep
     return record_after_rollback(exc, risk_service.failure_recorder(attempt, "quote-stale", now))
 
 
+def first_read(parts: Parts, quote_id: str, now: datetime) -> tuple[str, tuple[Any, ...]]:
+    """What :func:`settle` reads first (the quote, the risk context), for the request's
+    Idempotency-Key claim to read in its own statement (PostgreSQL; one round trip fewer)."""
+    day_start, failures_since = risk_service.context_window(parts.settings, now)
+    return quote_repository.get_with_risk_read(
+        quote_id, day_start=day_start, failures_since=failures_since, first=6
+    )
+
+
 async def settle(
     session: AsyncSession,
     runtime: Runtime,
     parts: Parts,
     principal: InternalTokenClaims,
     quote_id: str,
+    now: datetime | None = None,
 ) -> SettlementRead:
-    """Settle a quote (see the module docstring). Flushes; the request commits."""
-    now = parts.now()
-    day_start, failures_since = risk_service.context_window(parts.settings, now)
-    quote = await quote_repository.get_with_risk(
-        session, quote_id, day_start=day_start, failures_since=failures_since
-    )
+    """Settle a quote (see the module docstring). Flushes; the request commits.
+
+    The quote may have been read with the Idempotency-Key's claim (:func:`first_read`, with
+    the same ``now``)."""
+    now = parts.now() if now is None else now
+    read = idempotent.claimed_read(session)
+    if read is not None:
+        quote = quote_repository.quote_from_read(read)
+    else:
+        day_start, failures_since = risk_service.context_window(parts.settings, now)
+        quote = await quote_repository.get_with_risk(
+            session, quote_id, day_start=day_start, failures_since=failures_since
+        )
     if quote is None or quote["hospital_client_id"] != principal.client_id:
         parts.metrics.settlements.labels("quote-not-found", "unknown").inc()
         raise QuoteNotFoundError("No such quote for this hospital.")
