@@ -24,6 +24,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -128,6 +129,9 @@ class Claim:
 
     client_id: str
     key: str
+    # The row of the ``read`` given to :meth:`Idempotency.begin` (PostgreSQL), read by the
+    # claim's own statement; None on SQLite or without one.
+    read: Any = None
 
 
 # Try the key's advisory lock; if free, insert the claim; either way read any committed row.
@@ -144,6 +148,16 @@ SELECT (SELECT got FROM lock) AS got, (SELECT key FROM ins) AS claimed,
 FROM (SELECT 1) AS one
 LEFT JOIN idempotency_record r ON r.client_id = $1 AND r.key = $2
 """
+
+
+@lru_cache(maxsize=16)
+def _pg_claim_reading(select: str) -> str:
+    """:data:`_PG_CLAIM` also returning the row of ``select`` (its parameters from $6): one
+    round trip for the claim and the request's first read."""
+    head, sep, tail = _PG_CLAIM.partition("\nFROM (SELECT 1) AS one")
+    return f"{head}, extra.*{sep}{tail}LEFT JOIN ({select}) AS extra ON true\n"
+
+
 _PG_READ = (
     "SELECT fingerprint, status_code, response_body FROM idempotency_record "
     "WHERE client_id = $1 AND key = $2"
@@ -164,7 +178,13 @@ class Idempotency:
         self.in_flight_wait_ms = in_flight_wait_ms
 
     async def begin_request(
-        self, session: AsyncSession, request: Request, *, client_id: str, key: str
+        self,
+        session: AsyncSession,
+        request: Request,
+        *,
+        client_id: str,
+        key: str,
+        read: tuple[str, tuple[Any, ...]] | None = None,
     ) -> Claim | StoredResponse:
         """:meth:`begin` for a FastAPI request (its method, path and raw body)."""
         return await self.begin(
@@ -174,6 +194,7 @@ class Idempotency:
             method=request.method,
             path=request.url.path,
             body=await request.body(),
+            read=read,
         )
 
     async def begin(
@@ -185,8 +206,13 @@ class Idempotency:
         method: str,
         path: str,
         body: bytes,
+        read: tuple[str, tuple[Any, ...]] | None = None,
     ) -> Claim | StoredResponse:
         """Claim ``key`` for this request, or return the stored answer of an earlier one.
+
+        ``read`` (PostgreSQL; ignored on SQLite): a SELECT of at most one row, with its
+        parameters numbered from $6, and their values; the claim's statement reads it too and
+        the claim carries its row (:attr:`Claim.read`; all columns None when it found none).
 
         Raises 422 if the key was used with another request, 409 if that request is
         still in flight.
@@ -202,7 +228,7 @@ class Idempotency:
             "expires_at": now + RETENTION,
         }
         if dialect == "postgresql":
-            claimed, row = await self._claim_pg(session, values)
+            claimed, row = await self._claim_pg(session, values, read)
         else:
             stmt = sqlite_insert(self.table).values(**values).on_conflict_do_nothing()
             result = await session.execute(stmt.returning(self.table.c.key))
@@ -217,7 +243,7 @@ class Idempotency:
                     )
                 ).one()
         if claimed:
-            return Claim(client_id, key)
+            return Claim(client_id, key, row)
         assert row is not None
         if row.fingerprint != fp:
             raise UnprocessableError(
@@ -235,7 +261,10 @@ class Idempotency:
         return StoredResponse(row.status_code, orjson.loads(row.response_body))
 
     async def _claim_pg(
-        self, session: AsyncSession, values: dict[str, Any]
+        self,
+        session: AsyncSession,
+        values: dict[str, Any],
+        read: tuple[str, tuple[Any, ...]] | None = None,
     ) -> tuple[bool, Any | None]:
         """The claim on PostgreSQL in one round trip, on the driver connection (SQLAlchemy's
         per-statement cost was most of a settlement's; see the settlement README).
@@ -253,11 +282,15 @@ class Idempotency:
             values["created_at"],
             values["expires_at"],
         )
+        sql = _PG_CLAIM
+        if read is not None:
+            sql = _pg_claim_reading(read[0])
+            args = (*args, *read[1])
         deadline = time.monotonic() + self.in_flight_wait_ms / 1000
         while True:
-            row = await conn.fetchrow(_PG_CLAIM, *args)
+            row = await conn.fetchrow(sql, *args)
             if row["claimed"] is not None:
-                return True, None
+                return True, row if read is not None else None
             if row["status_code"] is not None or (row["got"] and row["fingerprint"] is not None):
                 return False, _Stored(row["fingerprint"], row["status_code"], row["response_body"])
             if row["got"]:  # the conflicting row committed after this statement's snapshot

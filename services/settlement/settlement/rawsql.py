@@ -15,6 +15,12 @@ Rows come back as mappings (``row["column"]``). Timestamps: pass aware datetimes
 with :func:`utc` (SQLite hands back text). JSON: pass text (:func:`jsontext`), read with
 :func:`jsonvalue`. Database errors are re-raised as SQLAlchemy's, so the service's error
 handlers (503 for a lost connection, bounded retry on deadlock) see one kind of exception.
+
+A request that needs no transaction (a quote without an ``Idempotency-Key``: one read, then
+one INSERT, committing no money) marks its session with :func:`autocommit`: its statements
+then go to the driver connection without the ``BEGIN``/``COMMIT`` round trips, each atomic on
+its own. A statement SQLAlchemy itself sends (a policy not cached yet) still opens the
+session's transaction, and the driver statements after it join that transaction.
 """
 
 from __future__ import annotations
@@ -50,6 +56,33 @@ class Statement:
         self.lite: TextClause = text(_PARAM.sub(r":p\1", source))
 
 
+_AUTOCOMMIT = "essc_autocommit"
+_AUTOCOMMIT_DRIVER = "essc_autocommit_driver"
+
+
+def autocommit(session: AsyncSession) -> None:
+    """Send this session's raw statements without an explicit transaction (see above)."""
+    session.info[_AUTOCOMMIT] = True
+
+
+async def _driver(session: AsyncSession) -> Any:
+    if not session.info.get(_AUTOCOMMIT):
+        return await driver_connection(session)
+    # Cached per session transaction, as driver_connection does: after a rollback the
+    # connection went back to the pool and another one is checked out.
+    tx = session.sync_session.get_transaction()
+    cached = session.info.get(_AUTOCOMMIT_DRIVER)
+    if cached is not None and tx is not None and cached[0] is tx:
+        return cached[1]
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    if driver is None:
+        raise RuntimeError("no driver connection")
+    session.info[_AUTOCOMMIT_DRIVER] = (session.sync_session.get_transaction(), driver)
+    return driver
+
+
 def _lite_param(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).replace(tzinfo=None).strftime(_SQLITE_TS)
@@ -65,7 +98,7 @@ def _wrap(sql: str, exc: Exception) -> Exception:
 async def fetchrow(session: AsyncSession, stmt: Statement, *args: Any) -> Mapping[str, Any] | None:
     """The first row, or None."""
     if is_postgres(session):
-        conn = await driver_connection(session)
+        conn = await _driver(session)
         try:
             with statement_span(stmt.pg):
                 row: Mapping[str, Any] | None = await conn.fetchrow(stmt.pg, *args)
@@ -100,7 +133,7 @@ async def execute_pg(conn: Any, sql: str, *args: Any) -> None:
 async def execute(session: AsyncSession, stmt: Statement, *args: Any) -> None:
     """Run a statement for its effect."""
     if is_postgres(session):
-        conn = await driver_connection(session)
+        conn = await _driver(session)
         try:
             with statement_span(stmt.pg):
                 await conn.execute(stmt.pg, *args)

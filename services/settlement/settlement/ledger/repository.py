@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -103,6 +104,15 @@ async def deposit(session: AsyncSession, account_id: str, amount: int) -> int | 
     return None if row is None else int(row["balance_fen"])
 
 
+def post_then_pg(statement: str, *, ctes: tuple[str, ...] = ()) -> str:
+    """The posting statement followed by ``statement`` (its parameters numbered from $12), in
+    one round trip: the ledger's inserts become CTEs, then ``ctes`` (``name AS (...)``), and
+    ``statement`` is the main query."""
+    head, sep, tail = _POST_PG.partition("INSERT INTO ledger_entry")
+    more = "".join(f", {cte}\n" for cte in ctes)
+    return f"{head}, entries AS (\n{sep}{tail})\n{more}{statement}"
+
+
 async def post_pg(
     session: AsyncSession,
     *,
@@ -112,12 +122,17 @@ async def post_pg(
     specs: Sequence[AccountSpec],
     legs: Sequence[tuple[str, int]],
     now: datetime,
+    then: tuple[str, Sequence[Any]] | None = None,
 ) -> None:
-    """Create missing accounts, the transaction and its legs in one statement (PostgreSQL)."""
+    """Create missing accounts, the transaction and its legs in one statement (PostgreSQL).
+
+    ``then``: a statement made by :func:`post_then_pg` and its own arguments, sent instead.
+    """
     conn = await driver_connection(session)
+    sql, extra = (_POST_PG, ()) if then is None else then
     await rawsql.execute_pg(
         conn,
-        _POST_PG,
+        sql,
         tx_id,
         kind,
         ref,
@@ -129,6 +144,7 @@ async def post_pg(
         [0 if s.tracked else None for s in specs],
         [acc for acc, _ in legs],
         [amount for _, amount in legs],
+        *extra,
     )
 
 

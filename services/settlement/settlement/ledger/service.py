@@ -13,6 +13,7 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import Gauge
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,6 +51,7 @@ async def post(
     legs: Sequence[tuple[AccountSpec, int]],
     now: datetime,
     ensure: bool = True,
+    then: tuple[str, Sequence[Any]] | None = None,
 ) -> str:
     """Post one balanced transaction; returns its id.
 
@@ -57,6 +59,8 @@ async def post(
     Tracked balances are NOT touched here: callers update them with the conditional updates
     of :mod:`settlement.ledger.repository` first, under the fixed lock order.
     Raises :class:`UnbalancedPostingError` for legs that do not balance.
+    ``then`` (PostgreSQL only): a further statement sent with the posting, see
+    :func:`settlement.ledger.repository.post_then_pg`.
     """
     merged = legs_of(legs)
     if sum(a for _, a in merged) != 0 or len(merged) < 2:
@@ -65,9 +69,11 @@ async def post(
     tx_id = new_tx_id()
     if is_postgres(session):
         await repository.post_pg(
-            session, tx_id=tx_id, kind=kind, ref=ref, specs=specs, legs=merged, now=now
+            session, tx_id=tx_id, kind=kind, ref=ref, specs=specs, legs=merged, now=now, then=then
         )
         return tx_id
+    if then is not None:
+        raise ValueError("a statement sent with the posting is PostgreSQL only")
     if specs:
         await repository.ensure_accounts(session, specs, now)
     await repository.insert_posting(session, tx_id=tx_id, kind=kind, ref=ref, legs=merged, now=now)

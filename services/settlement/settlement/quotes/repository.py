@@ -3,8 +3,10 @@ raw statements, see :mod:`settlement.rawsql`)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,13 +44,42 @@ _INSERT = Statement(
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 1))})"
 )
 # What a settlement reads first: the quote and the risk rules' context, in one round trip.
+# The body as text, parsed with orjson (the JSON codec the SQLAlchemy dialect registers on its
+# connections parses with the standard library's json: measurably slower).
+_QUOTE_COLUMNS = ", ".join("q.body::text AS body" if c == "body" else "q." + c for c in COLUMNS)
 _GET_WITH_RISK = Statement(
-    f"SELECT {', '.join('q.' + c for c in COLUMNS)}, "  # noqa: S608 (constants)
+    f"SELECT {_QUOTE_COLUMNS}, "  # noqa: S608 (constants)
     + risk_repository.context_columns(
         holder="q.holder_ref", hospital="q.hospital_client_id", day_start="$2", since="$3"
     )
     + " FROM quote q WHERE q.id = $1"
 )
+
+
+def get_with_risk_read(
+    quote_id: str, *, day_start: datetime, failures_since: datetime, first: int
+) -> tuple[str, tuple[Any, ...]]:
+    """:func:`get_with_risk` as a read for another statement (PostgreSQL; parameters from
+    ``$first``): its SQL and arguments. Its row goes to :func:`quote_from_read`."""
+    return _get_with_risk_pg(first), (quote_id, day_start, failures_since)
+
+
+@lru_cache(maxsize=4)
+def _get_with_risk_pg(first: int) -> str:
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + first - 1}", _GET_WITH_RISK.pg)
+
+
+_CLAIM_COLUMNS = ("got", "claimed", "fingerprint", "status_code", "response_body")
+
+
+def quote_from_read(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The quote of a row read through :func:`get_with_risk_read` (None if there was none)."""
+    if row["id"] is None:
+        return None
+    quote = dict(row)
+    for column in _CLAIM_COLUMNS:  # the other statement's own columns
+        quote.pop(column, None)
+    return _quote(quote)
 
 
 async def holder_state(

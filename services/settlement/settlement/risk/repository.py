@@ -7,6 +7,7 @@ The context is read by the quote's and the settlement's own first statement
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -78,16 +79,23 @@ _WELFORD = Statement(
 )
 
 
+def welford_pg(first: int) -> str:
+    """:data:`_WELFORD` for PostgreSQL with its three parameters numbered from ``first``
+    (to be sent in one statement with others)."""
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + first - 1}", _WELFORD.pg)
+
+
+def welford_args(holder_ref: str, hospital_client_id: str, amount_fen: int) -> tuple[Any, ...]:
+    """The arguments of :data:`_WELFORD` (and of :func:`welford_pg`)."""
+    return holder_subject(holder_ref), hospital_subject(hospital_client_id), float(amount_fen)
+
+
 async def observe_amount(
     session: AsyncSession, holder_ref: str, hospital_client_id: str, amount_fen: int
 ) -> None:
     """Welford's update of both profiles in one statement (holder row first: a fixed order)."""
     await rawsql.execute(
-        session,
-        _WELFORD,
-        holder_subject(holder_ref),
-        hospital_subject(hospital_client_id),
-        float(amount_fen),
+        session, _WELFORD, *welford_args(holder_ref, hospital_client_id, amount_fen)
     )
 
 

@@ -9,9 +9,11 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from settlement import rawsql
+from settlement import idempotent, rawsql
+from settlement.ledger.repository import post_then_pg
 from settlement.models import Quote, Refund, Settlement
 from settlement.rawsql import Statement
+from settlement.risk.repository import welford_args, welford_pg
 from settlement.sql import AnyRow, insert_for, table
 from shared.db import driver_connection
 
@@ -43,9 +45,12 @@ async def claim(session: AsyncSession, values: Mapping[str, Any]) -> bool:
     return await rawsql.fetchrow(session, _CLAIM, *args) is not None
 
 
-# PostgreSQL: the settlement row, the holder's year and balance compared-and-set, and the risk
-# statistics fed — one round trip, locks taken in the fixed order (settlement row, year,
-# account, profiles): each step runs only if the one before succeeded.
+# PostgreSQL: the settlement row, then the holder's year and balance compared-and-set — one
+# round trip, locks taken in the fixed order (settlement row, year, account): each step runs
+# only if the one before succeeded. The holder's first settlement of a year creates the year
+# row (``y0``, when the quote assumed zeros and the row is not there); a row another
+# transaction is creating meanwhile makes ``y0`` insert nothing, and the caller falls back to
+# the steps (as for any case this statement does not settle).
 _CLAIM_AND_TAKE = f"""
 WITH c AS (
   INSERT INTO settlement ({", ".join(SETTLEMENT_COLUMNS)})
@@ -57,13 +62,20 @@ WITH c AS (
   WHERE holder_ref = $5 AND year = $10 AND deductible_used_fen = $19 AND fund_paid_fen = $20
     AND EXISTS (SELECT 1 FROM c)
   RETURNING 1
+), y0 AS (
+  INSERT INTO holder_year (holder_ref, year, deductible_used_fen, fund_paid_fen)
+  SELECT $5, $10, $12, $13
+  WHERE $19 = 0 AND $20 = 0 AND EXISTS (SELECT 1 FROM c)
+    AND NOT EXISTS (SELECT 1 FROM holder_year WHERE holder_ref = $5 AND year = $10)
+  ON CONFLICT DO NOTHING RETURNING 1
 ), a AS (
   UPDATE account SET balance_fen = balance_fen - $14
-  WHERE id = $21 AND balance_fen = $22 AND balance_fen >= $14 AND EXISTS (SELECT 1 FROM y)
+  WHERE id = $21 AND balance_fen = $22 AND balance_fen >= $14
+    AND (EXISTS (SELECT 1 FROM y) OR EXISTS (SELECT 1 FROM y0))
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM c) AS claimed,
-       (SELECT count(*) FROM y) AS year_ok,
+       (SELECT count(*) FROM y) + (SELECT count(*) FROM y0) AS year_ok,
        (SELECT count(*) FROM a) AS account_ok,
        (SELECT count(*) FROM holder_year WHERE holder_ref = $5 AND year = $10) AS year_exists,
        (SELECT count(*) FROM account WHERE id = $21) AS account_exists
@@ -94,6 +106,28 @@ async def claim_and_take_pg(
         assumed_balance,
     )
     return {k: int(v) for k, v in row.items()}
+
+
+# PostgreSQL: a settlement's posting and the risk statistics it feeds, one round trip; and the
+# same storing the request's idempotent answer too.
+_POST_AND_OBSERVE = post_then_pg(welford_pg(12))
+_POST_OBSERVE_FINISH = post_then_pg(welford_pg(12), ctes=(idempotent.finish_cte(15),))
+
+
+def post_and_observe_pg(
+    holder_ref: str,
+    hospital_client_id: str,
+    amount_fen: int,
+    finish: tuple[Any, ...] | None = None,
+) -> tuple[str, tuple[Any, ...]]:
+    """The ``then`` of :func:`settlement.ledger.service.post` that feeds the risk statistics
+    (what :func:`settlement.risk.service.observe` does) with the settlement's posting, and
+    stores the answer under the request's Idempotency-Key (``finish``:
+    :func:`settlement.idempotent.finish_args`) if given."""
+    args = welford_args(holder_ref, hospital_client_id, amount_fen)
+    if finish is None:
+        return _POST_AND_OBSERVE, args
+    return _POST_OBSERVE_FINISH, (*args, *finish)
 
 
 _YEAR_CAS = Statement(

@@ -62,6 +62,7 @@ async def create_settlement(
     422 ``quote-expired`` after ten minutes, 422 ``risk-review`` when held by the risk rules.
     """
     _fault_requested(request, parts)
+    now = parts.now()
     return await idempotent.retrying(
         session,
         lambda: idempotent.run(
@@ -72,7 +73,8 @@ async def create_settlement(
             key_header=idempotency_key,
             required=True,
             status_code=201,
-            work=lambda: service.settle(session, runtime, parts, principal, body.quote_id),
+            work=lambda: service.settle(session, runtime, parts, principal, body.quote_id, now),
+            read=service.first_read(parts, body.quote_id, now),
         ),
     )
 

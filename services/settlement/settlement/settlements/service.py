@@ -12,7 +12,8 @@ transactions never wait on each other in a cycle):
    the conditional update requires it and a CHECK constraint backs it);
 4. the settlement token is redeemed at issuance, idempotently by quote id, while the holder's
    rows are locked (a stale quote never burns the token; a crash after this is retried safely);
-5. the balanced ledger transaction is posted and the risk statistics fed.
+5. the balanced ledger transaction is posted and the risk statistics fed (on PostgreSQL in
+   one statement, which also stores the answer under the request's Idempotency-Key).
 
 The caller's Idempotency-Key record commits in the same transaction (see the router).
 """
@@ -26,7 +27,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from settlement import peers
+from settlement import idempotent, peers
 from settlement.db import record_after_rollback
 from settlement.deps import Parts
 from settlement.errors import (
@@ -79,19 +80,36 @@ def _stale(attempt: risk_service.Attempt, now: datetime, what: str) -> BaseExcep
     return record_after_rollback(exc, risk_service.failure_recorder(attempt, "quote-stale", now))
 
 
+def first_read(parts: Parts, quote_id: str, now: datetime) -> tuple[str, tuple[Any, ...]]:
+    """What :func:`settle` reads first (the quote, the risk context), for the request's
+    Idempotency-Key claim to read in its own statement (PostgreSQL; one round trip fewer)."""
+    day_start, failures_since = risk_service.context_window(parts.settings, now)
+    return quote_repository.get_with_risk_read(
+        quote_id, day_start=day_start, failures_since=failures_since, first=6
+    )
+
+
 async def settle(
     session: AsyncSession,
     runtime: Runtime,
     parts: Parts,
     principal: InternalTokenClaims,
     quote_id: str,
+    now: datetime | None = None,
 ) -> SettlementRead:
-    """Settle a quote (see the module docstring). Flushes; the request commits."""
-    now = parts.now()
-    day_start, failures_since = risk_service.context_window(parts.settings, now)
-    quote = await quote_repository.get_with_risk(
-        session, quote_id, day_start=day_start, failures_since=failures_since
-    )
+    """Settle a quote (see the module docstring). Flushes; the request commits.
+
+    The quote may have been read with the Idempotency-Key's claim (:func:`first_read`, with
+    the same ``now``)."""
+    now = parts.now() if now is None else now
+    read = idempotent.claimed_read(session)
+    if read is not None:
+        quote = quote_repository.quote_from_read(read)
+    else:
+        day_start, failures_since = risk_service.context_window(parts.settings, now)
+        quote = await quote_repository.get_with_risk(
+            session, quote_id, day_start=day_start, failures_since=failures_since
+        )
     if quote is None or quote["hospital_client_id"] != principal.client_id:
         parts.metrics.settlements.labels("quote-not-found", "unknown").inc()
         raise QuoteNotFoundError("No such quote for this hospital.")
@@ -153,16 +171,8 @@ async def _settle(
     personal = accounts.personal(quote["holder_ref"], quote["insured_region"])
     await _claim_and_take(session, quote, values, personal, attempt, now)
     await peers.redeem_token(runtime, quote["settlement_token"], principal.client_id, quote["id"])
-    await ledger_service.post(
-        session, kind="settlement", ref=settlement_id, legs=settlement_legs(values), now=now
-    )
-    await risk_service.observe(
-        session, quote["holder_ref"], quote["hospital_client_id"], quote["total_fen"]
-    )
-    if assessment.hits:
-        await risk_service.flag(session, attempt, assessment, parts.metrics, now, settlement_id)
     body = quote["body"]
-    return SettlementRead(
+    answer = SettlementRead(
         settlement_id=settlement_id,
         status="settled",
         quote_id=quote["id"],
@@ -173,6 +183,27 @@ async def _settle(
         settled_at=now,
         risk_flags=values["risk_flags"],
     )
+    observe = (quote["holder_ref"], quote["hospital_client_id"], quote["total_fen"])
+    if is_postgres(session):
+        # The posting, the risk statistics and the idempotent answer: one round trip.
+        await ledger_service.post(
+            session,
+            kind="settlement",
+            ref=settlement_id,
+            legs=settlement_legs(values),
+            now=now,
+            then=repository.post_and_observe_pg(
+                *observe, finish=idempotent.finish_args(session, answer)
+            ),
+        )
+    else:
+        await ledger_service.post(
+            session, kind="settlement", ref=settlement_id, legs=settlement_legs(values), now=now
+        )
+        await risk_service.observe(session, *observe)
+    if assessment.hits:
+        await risk_service.flag(session, attempt, assessment, parts.metrics, now, settlement_id)
+    return answer
 
 
 async def _claim_and_take(
