@@ -8,7 +8,6 @@ replaced → the reissued e-cards work again. Clients come from identity's ``see
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -20,6 +19,7 @@ import pytest
 from devkit.cluster import Cluster
 from devkit.demo import issue_demo_ecards
 from support.cluster import pg_cluster
+from support.journey import Gateway, seed_demo
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
@@ -34,41 +34,13 @@ ENV = {
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Iterator[Cluster]:
     with pg_cluster(tmp_path_factory.mktemp("issuance-e2e"), run_id + "j", extra_env=ENV) as c:
-        var = c.var_dir
-        c.run_cli(
-            "identity",
-            "seed-demo",
-            "--out",
-            str(var / "demo-clients.json"),
-            "--holders-out",
-            str(var / "demo-holders.json"),
-            "--holders",
-            "5",
-        )
+        seed_demo(c)  # identity's demo clients and holders; settlement's policies too
         yield c
 
 
-class Api:
-    def __init__(self, cluster: Cluster) -> None:
-        self.http = httpx.Client(base_url=cluster.url("gateway"), timeout=15)
-        self.clients: list[dict[str, Any]] = json.loads(
-            (cluster.var_dir / "demo-clients.json").read_text()
-        )
-        self.holders: list[dict[str, Any]] = json.loads(
-            (cluster.var_dir / "demo-holders.json").read_text()
-        )
-
+class Api(Gateway):
     def client(self, kind: str, index: int = 0) -> dict[str, Any]:
-        return [c for c in self.clients if c["kind"] == kind and c.get("client_secret")][index]
-
-    def auth(self, entry: dict[str, Any]) -> dict[str, str]:
-        resp = self.http.post(
-            "/oauth/token",
-            data={"grant_type": "client_credentials"},
-            auth=(entry["client_id"], entry["client_secret"]),
-        )
-        assert resp.status_code == 200, resp.text
-        return {"Authorization": "Bearer " + resp.json()["access_token"]}
+        return self.entry(kind, index)
 
     def assertion(
         self, holder: dict[str, Any], partner: dict[str, str], ops: dict[str, str]

@@ -33,6 +33,7 @@ from shared.tokens.claims import INTERNAL, ClientKind, InternalTokenClaims
 from shared.tokens.codec import sign_token
 from shared.tokens.keys import KeyStore
 from support.cluster import pg_cluster
+from support.journey import seed_demo
 from support.seeded import PIN, SCOPES, Seeded, ecard_with_payment
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
@@ -94,22 +95,11 @@ def rep(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Iterator[Repli
         pytest.skip(message)
     tmp = tmp_path_factory.mktemp("replicas-e2e")
     with pg_cluster(tmp, run_id + "rp", extra_env=ENV, replicas={svc: 2 for svc in SERVICES}) as c:
-        var = c.var_dir
-        c.run_cli(
-            "identity",
-            "seed-demo",
-            "--out",
-            str(var / "demo-clients.json"),
-            "--holders-out",
-            str(var / "demo-holders.json"),
-            "--holders",
-            str(WORKERS + 2),
-        )
-        c.run_cli("settlement", "seed-demo")
+        seed_demo(c, holders=WORKERS + 2)
         seeded = Seeded(
             c,
-            json.loads((var / "demo-clients.json").read_text()),
-            json.loads((var / "demo-holders.json").read_text()),
+            json.loads((c.var_dir / "demo-clients.json").read_text()),
+            json.loads((c.var_dir / "demo-holders.json").read_text()),
         )
         rep = Replicated(seeded)
         with httpx.Client(base_url=seeded.url, timeout=15) as http:

@@ -26,7 +26,7 @@ from devkit.bench.tokens import access_token
 from devkit.cluster import Cluster
 from shared.tokens.claims import ClientKind
 from support.cluster import pg_cluster
-from support.journey import PIN
+from support.journey import PIN, seed_demo
 from support.journey import ecard_with_payment as _journey_ecard
 
 ENV = {
@@ -169,22 +169,11 @@ def seeded_cluster(
     """Start, seed, yield; torn down after (``before_start`` as in :func:`pg_cluster`)."""
     env = {**ENV, **(extra_env or {})}
     with pg_cluster(tmp, run_id, extra_env=env, before_start=before_start) as c:
-        var = c.var_dir
-        c.run_cli(
-            "identity",
-            "seed-demo",
-            "--out",
-            str(var / "demo-clients.json"),
-            "--holders-out",
-            str(var / "demo-holders.json"),
-            "--holders",
-            "5",
-        )
-        c.run_cli("settlement", "seed-demo")
+        seed_demo(c)
         seeded = Seeded(
             c,
-            json.loads((var / "demo-clients.json").read_text()),
-            json.loads((var / "demo-holders.json").read_text()),
+            json.loads((c.var_dir / "demo-clients.json").read_text()),
+            json.loads((c.var_dir / "demo-holders.json").read_text()),
         )
         with httpx.Client(base_url=seeded.url, timeout=15) as http:
             app = seeded.auth("partner_app")
