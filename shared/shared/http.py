@@ -58,7 +58,7 @@ class ServiceClient:
     """JSON calls to one peer service with this service's internal token.
 
     ``base_url`` may list several replicas, comma-separated: calls rotate among them,
-    and a replica that refuses the connection (nothing was sent) is skipped for the next.
+    and a replica that refuses the connection, or closed the pooled one, is skipped.
     """
 
     def __init__(
@@ -146,7 +146,10 @@ class ServiceClient:
                     allow_redirects=False,
                 ) as resp:
                     return resp.status, await resp.read()
-            except aiohttp.ClientConnectorError:
+            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError):
+                # Refused, or a pooled keep-alive connection the peer closed (a replica that
+                # died since): the next replica. Safe because every call between services is
+                # a read or idempotent (settlement-token redeem is keyed by its ref).
                 if attempt == len(self.base_urls) - 1:
                     raise
         raise aiohttp.ClientConnectionError("no replica configured")
